@@ -24,6 +24,7 @@ install_requires = [
     "jinja2",
     "math-verify",
     "tqdm",
+    "matplotlib",
 ]
 
 extras_require = {

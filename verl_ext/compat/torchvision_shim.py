@@ -40,7 +40,8 @@ _LIBRARIES = []  # keep torch.library.Library objects alive: dropping them remov
 def _real_extension_loads(package_dir: str) -> bool:
     import torch
 
-    for candidate in sorted(glob.glob(os.path.join(package_dir, "_C*.so")) + glob.glob(os.path.join(package_dir, "_C*.pyd"))):
+    candidates = glob.glob(os.path.join(package_dir, "_C*.so")) + glob.glob(os.path.join(package_dir, "_C*.pyd"))
+    for candidate in sorted(candidates):
         try:
             torch.ops.load_library(candidate)
             return True

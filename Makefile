@@ -1,0 +1,49 @@
+# visplay: one Makefile for install, tests, benchmarks, lint and the evolution loop.
+PYTHON ?= python3
+PIP ?= $(PYTHON) -m pip
+CPU_CONSTRAINTS ?= constraints/cpu.txt
+PYTEST_ARGS ?=
+
+.PHONY: help install install-gpu test bench bench-quick quality style demo clean
+
+help:
+	@echo "make install      CPU install (pins the CPU torch) + test tools + the torchvision shim"
+	@echo "make install-gpu  GPU install (adds vllm, flash-attn; keeps the machine's CUDA torch)"
+	@echo "make test         CPU test suite (tests/**/test_*_on_cpu.py)"
+	@echo "make bench        speed benchmarks (tables with side-by-side ratios); bench-quick for a smoke"
+	@echo "make quality      ruff check + format check; make style to fix"
+	@echo "make demo         the VisPlay core on the embedded tiny model and synthetic images (CPU)"
+
+install:
+	$(PIP) install -c $(CPU_CONSTRAINTS) torch==2.13.0
+	$(PIP) install -c $(CPU_CONSTRAINTS) -e ".[test]"
+	$(PYTHON) -m verl_ext.compat.torchvision_shim install
+
+install-gpu:
+	$(PIP) install -e ".[gpu,test]"
+	$(PYTHON) -m verl_ext.compat.torchvision_shim install
+
+test:
+	$(PYTHON) -m pytest tests $(PYTEST_ARGS)
+
+bench:
+	$(PYTHON) benchmarks/bench_repetition_penalty.py
+	$(PYTHON) benchmarks/bench_majority_vote.py
+
+bench-quick:
+	$(PYTHON) benchmarks/bench_repetition_penalty.py --quick
+	$(PYTHON) benchmarks/bench_majority_vote.py --quick
+
+quality:
+	$(PYTHON) -m ruff check verl_ext tests benchmarks
+	$(PYTHON) -m ruff format --check verl_ext tests benchmarks
+
+style:
+	$(PYTHON) -m ruff check --fix verl_ext tests benchmarks
+	$(PYTHON) -m ruff format verl_ext tests benchmarks
+
+demo:
+	$(PYTHON) -m verl_ext.demo
+
+clean:
+	rm -rf build dist *.egg-info .pytest_cache .ruff_cache
