@@ -3,8 +3,12 @@ PYTHON ?= python3
 PIP ?= $(PYTHON) -m pip
 CPU_CONSTRAINTS ?= constraints/cpu.txt
 PYTEST_ARGS ?=
+MODEL ?= tiny
+DRY_RUN ?=
+RUN_DIR ?=
+EVOLVE_ARGS ?=
 
-.PHONY: help install install-gpu test bench bench-quick quality style demo clean
+.PHONY: help install install-gpu test bench bench-quick quality style demo evolve clean
 
 help:
 	@echo "make install      CPU install (pins the CPU torch) + test tools + the torchvision shim"
@@ -12,6 +16,7 @@ help:
 	@echo "make test         CPU test suite (tests/**/test_*_on_cpu.py)"
 	@echo "make bench        speed benchmarks (tables with side-by-side ratios); bench-quick for a smoke"
 	@echo "make quality      ruff check + format check; make style to fix"
+	@echo "make evolve [MODEL=qwen2.5-vl-7b] [DRY_RUN=1] [RUN_DIR=...]  run/resume the evolution loop (default: tiny, CPU)"
 	@echo "make demo         the VisPlay core on the embedded tiny model and synthetic images (CPU)"
 
 install:
@@ -41,6 +46,10 @@ quality:
 style:
 	$(PYTHON) -m ruff check --fix verl_ext tests benchmarks
 	$(PYTHON) -m ruff format verl_ext tests benchmarks
+
+evolve:
+	$(PYTHON) -m verl_ext.evolve --recipe recipes/$(MODEL).yaml $(if $(RUN_DIR),--run-dir $(RUN_DIR)) \
+		$(if $(filter 1 true yes,$(DRY_RUN)),--dry-run) $(EVOLVE_ARGS)
 
 demo:
 	$(PYTHON) -m verl_ext.demo

@@ -1,0 +1,92 @@
+"""Parsing of model outputs: the questioner's tagged question block and the reasoner's final boxed answer.
+
+Both parsers are linear-time on any input (no backtracking regex over the whole text) and return None on bad input.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+QUESTION_TYPES = ("multiple choice", "numerical", "regression")
+
+# One tag token; whitespace allowed inside the angle brackets. Tags never nest, so a flat token scan is enough.
+_TAG = re.compile(r"<\s*(/?)\s*(type|question|answer)\s*>", re.IGNORECASE)
+_BLOCK = [("", "type"), ("/", "type"), ("", "question"), ("/", "question"), ("", "answer"), ("/", "answer")]
+_TYPE_SEPARATORS = re.compile(r"[\s_\-]+")
+# Bracket tokens of a LaTeX group: an escaped character (\{, \}, \\) never opens or closes one.
+_BRACE_TOKEN = re.compile(r"\\.|[{}]", re.DOTALL)
+_BOX_COMMANDS = ("\\boxed", "\\fbox")
+_OPEN_BRACE = re.compile(r"[ \t\r\n]*\{")
+
+
+@dataclass(frozen=True)
+class QuestionRecord:
+    """One parsed questioner output."""
+
+    type: str  # one of QUESTION_TYPES
+    question: str
+    answer: str
+
+
+def parse_question(text) -> QuestionRecord | None:
+    """Parse `<type>..</type><question>..</question><answer>..</answer>`; the last complete block wins.
+
+    Returns None for non-str input, no complete block, an unknown type, or an empty question or answer.
+    """
+    if not isinstance(text, str):
+        return None
+    matches = list(_TAG.finditer(text))
+    kinds = [(m.group(1), m.group(2).lower()) for m in matches]
+    # Walk candidate blocks from the end: the first well-formed one found is the last in the text.
+    for start in range(len(kinds) - len(_BLOCK), -1, -1):
+        if kinds[start] != _BLOCK[0] or kinds[start : start + len(_BLOCK)] != _BLOCK:
+            continue
+        window = [(m.start(), m.end()) for m in matches[start : start + len(_BLOCK)]]
+        # Only whitespace may separate a closing tag from the next opening tag.
+        if text[window[1][1] : window[2][0]].strip() or text[window[3][1] : window[4][0]].strip():
+            continue
+        qtype = _TYPE_SEPARATORS.sub(" ", text[window[0][1] : window[1][0]]).strip().lower()
+        question = text[window[2][1] : window[3][0]].strip()
+        answer = text[window[4][1] : window[5][0]].strip()
+        if qtype not in QUESTION_TYPES or not question or not answer:
+            return None
+        return QuestionRecord(type=qtype, question=question, answer=answer)
+    return None
+
+
+def _last_box_opener(text: str) -> int | None:
+    """Index just after the `{` of the last `\\boxed{` / `\\boxed {` / `\\fbox{` in text, or None."""
+    # One search cursor per command, so each rfind scans any stretch of text at most once: O(n) overall.
+    found = {cmd: text.rfind(cmd) for cmd in _BOX_COMMANDS}
+    while True:
+        cmd = max(found, key=found.get)
+        pos = found[cmd]
+        if pos < 0:
+            return None
+        opener = _OPEN_BRACE.match(text, pos + len(cmd))
+        if opener is not None:
+            return opener.end()
+        found[cmd] = text.rfind(cmd, 0, pos) if pos > 0 else -1
+
+
+def extract_boxed(text) -> str | None:
+    """Content of the last `\\boxed{...}` (or `\\fbox{...}`), nested braces balanced, stripped.
+
+    None for non-str input, no box, or an unbalanced last box (a truncated response has no final answer).
+    """
+    if not isinstance(text, str):
+        return None
+    start = _last_box_opener(text)
+    if start is None:
+        return None
+    depth = 1
+    for m in _BRACE_TOKEN.finditer(text, start):
+        token = m.group()
+        if token == "{":
+            depth += 1
+        elif token == "}":
+            depth -= 1
+            if depth == 0:
+                return text[start : m.start()].strip()
+    return None
