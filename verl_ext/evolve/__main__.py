@@ -1,0 +1,67 @@
+"""`python -m verl_ext.evolve --recipe recipes/X.yaml [--run-dir DIR] [--dry-run] [--force-from T:STAGE]`.
+
+Runs (or resumes) a VisPlay evolution run described by a YAML recipe; `--dry-run` prints every stage's command.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from .loop import MissingOutputError, StaleStageError, default_run_dir, dry_run, run_evolution
+from .manifest import RunLockedError
+from .recipe import RecipeError, load_recipe
+from .stages import ALL_STAGES
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="python -m verl_ext.evolve",
+        description="VisPlay self-evolution loop: questioner -> merge -> generate -> pseudo_label -> filter -> "
+        "reasoner -> merge, for t = 1..T, resumable at the first unfinished stage.",
+    )
+    p.add_argument("--recipe", required=True, help="YAML recipe, e.g. recipes/qwen2.5-vl-7b.yaml")
+    p.add_argument("--run-dir", help="run directory (default: <storage.root>/<name> from the recipe)")
+    p.add_argument("--dry-run", action="store_true", help="print every stage's resolved command; run nothing")
+    p.add_argument(
+        "--force-from",
+        metavar="T:STAGE",
+        help=f"redo this stage and every later one (stages: {', '.join(ALL_STAGES)}; e.g. 2:filter, images)",
+    )
+    p.add_argument("--stop-after", metavar="T:STAGE", help="stop once this stage is done")
+    p.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override a recipe key (repeatable), e.g. --set questioner.m=8 --set iterations=2",
+    )
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        recipe = load_recipe(args.recipe, overrides=args.overrides)
+    except RecipeError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    run_dir = Path(args.run_dir) if args.run_dir else default_run_dir(recipe)
+    if args.dry_run:
+        dry_run(recipe, run_dir)
+        return 0
+    try:
+        run_evolution(recipe, run_dir, force_from=args.force_from, stop_after=args.stop_after)
+    except (StaleStageError, MissingOutputError, RunLockedError, NotImplementedError, ValueError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted; re-run the same command to resume", file=sys.stderr)
+        return 130
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

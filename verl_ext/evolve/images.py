@@ -1,0 +1,112 @@
+"""The image stage: turn a recipe's image source (folder, parquet, HF dataset) into one parquet of encoded images.
+
+Columns are `records.IMAGE_COLUMNS`; ids are stable (relative path, row index or dataset index), so re-runs and
+resumed runs see the same images in the same order. A seeded subsample applies `images.max_images`.
+"""
+
+from __future__ import annotations
+
+import io
+import random
+from collections.abc import Iterator
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from verl_ext.visplay.records import IMAGE_COLUMNS
+
+from .recipe import ImagesConfig
+
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".bmp", ".gif", ".tif", ".tiff")
+SCHEMA = pa.schema([("id", pa.string()), ("source", pa.string()), ("image", pa.binary())])
+assert tuple(SCHEMA.names) == IMAGE_COLUMNS
+
+
+def _to_bytes(value) -> bytes:
+    """Encoded image bytes from bytes, an HF `{"bytes", "path"}` struct, or a PIL image."""
+    if isinstance(value, (bytes, bytearray, memoryview)):
+        return bytes(value)
+    if isinstance(value, dict):
+        if value.get("bytes"):
+            return bytes(value["bytes"])
+        if value.get("path"):
+            return Path(value["path"]).read_bytes()
+    if hasattr(value, "save"):  # PIL.Image
+        buf = io.BytesIO()
+        value.save(buf, format="PNG")
+        return buf.getvalue()
+    raise TypeError(f"cannot read an image from {type(value).__name__}")
+
+
+def _iter_folder(cfg: ImagesConfig) -> Iterator[tuple[str, callable]]:
+    root = Path(cfg.path)
+    if not root.is_dir():
+        raise FileNotFoundError(f"images.path: {root} is not a directory (images.source is folder)")
+    files = sorted(p for p in root.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
+    for p in files:
+        yield p.relative_to(root).as_posix(), (lambda p=p: p.read_bytes())
+
+
+def _iter_parquet(cfg: ImagesConfig) -> Iterator[tuple[str, callable]]:
+    path = Path(cfg.path)
+    if not path.is_file():
+        raise FileNotFoundError(f"images.path: {path} is not a file (images.source is parquet)")
+    names = pq.read_schema(path).names
+    if cfg.image_column not in names:
+        raise ValueError(f"images.image_column: {cfg.image_column!r} is not a column of {path} (columns: {names})")
+    cols = [cfg.image_column] + (["id"] if "id" in names and cfg.image_column != "id" else [])
+    table = pq.read_table(path, columns=cols)
+    ids = table.column("id").to_pylist() if "id" in cols else [str(i) for i in range(table.num_rows)]
+    images = table.column(cfg.image_column)
+    for i, rid in enumerate(ids):
+        yield str(rid), (lambda i=i: _to_bytes(images[i].as_py()))
+
+
+def _iter_hf(cfg: ImagesConfig) -> Iterator[tuple[str, callable]]:
+    import datasets
+
+    ds = datasets.load_dataset(cfg.path, split=cfg.split)
+    if cfg.image_column not in ds.column_names:
+        raise ValueError(
+            f"images.image_column: {cfg.image_column!r} is not a column of {cfg.path} ({ds.column_names})"
+        )
+    ds = ds.cast_column(cfg.image_column, datasets.Image(decode=False))
+    for i in range(len(ds)):
+        yield f"{cfg.split}/{i}", (lambda i=i: _to_bytes(ds[i][cfg.image_column]))
+
+
+def prepare_images(cfg: ImagesConfig, out_path: str | Path, seed: int) -> dict:
+    """Write the image parquet; returns a summary for the manifest."""
+    if cfg.source == "testkit":  # synthetic images of the test kit: the offline CPU default
+        from verl_ext.testkit.images import write_image_parquet
+
+        write_image_parquet(out_path, n=cfg.max_images, seed=seed)
+        return {"images": cfg.max_images, "source": "testkit"}
+    source = {"folder": _iter_folder, "parquet": _iter_parquet, "hf": _iter_hf}[cfg.source]
+    entries = list(source(cfg))
+    if not entries:
+        raise ValueError(f"images.path: no images found in {cfg.path} ({cfg.source})")
+    ids = [rid for rid, _ in entries]
+    if len(set(ids)) != len(ids):
+        raise ValueError(f"images.path: {cfg.path} has duplicate image ids")
+    if cfg.max_images is not None and len(entries) > cfg.max_images:
+        picked = sorted(random.Random(seed).sample(range(len(entries)), cfg.max_images))
+        entries = [entries[i] for i in picked]
+    label = Path(cfg.path).name if cfg.source != "hf" else cfg.path
+    out_path = Path(out_path)
+    out_path.parent.mkdir(parents=True, exist_ok=True)
+    with pq.ParquetWriter(out_path, SCHEMA) as writer:
+        for start in range(0, len(entries), 64):
+            chunk = entries[start : start + 64]
+            writer.write_table(
+                pa.table(
+                    {
+                        "id": [rid for rid, _ in chunk],
+                        "source": [label] * len(chunk),
+                        "image": [load() for _, load in chunk],
+                    },
+                    schema=SCHEMA,
+                )
+            )
+    return {"images": len(entries), "source": cfg.source}

@@ -1,0 +1,450 @@
+"""Offline batched sampling for the generation and pseudo-labelling stages, in resumable shards.
+
+`generate`: Q_t writes N questions over the images (one request per image, n samples each). `pseudo-label`: S_{t-1}
+answers every parsed question m times and the majority vote gives (y*, p). Engines: Hugging Face `generate` (CPU or
+GPU, batched) or vLLM (GPU, one engine per group of GPUs, data parallel). Each shard has its own seed and is written
+atomically, so a restart redoes only unfinished shards. vLLM and torch are imported only inside the engines.
+
+    python -m verl_ext.evolve.infer generate --model Q --images images.parquet --out-dir D --num-questions N ...
+    python -m verl_ext.evolve.infer pseudo-label --model S --questions questions.parquet --out-dir D --m 9 ...
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from verl_ext.visplay.records import PSEUDO_LABEL_COLUMNS, QUESTION_COLUMNS
+
+from .backend import derive_seed
+from .manifest import atomic_write_json
+
+SHARD_DIR = "shards"
+# Question columns a pseudo-label row carries over unchanged.
+CARRIED_COLUMNS = ("id", "source_image_id", "image", "question", "question_type", "iteration", "questioner_checkpoint")
+OUTPUT_NAME = {"generate": "questions.parquet", "pseudo_label": "labels.parquet"}
+
+
+@dataclass(frozen=True)
+class Sampling:
+    n: int
+    temperature: float
+    top_p: float
+    top_k: int
+    max_new_tokens: int
+
+
+@dataclass
+class Request:
+    prompt: str  # the user text; the image goes before it in the same user message (as in training)
+    image: object  # PIL image
+
+
+# --------------------------------------------------------------------------------------------------
+# Engines
+# --------------------------------------------------------------------------------------------------
+
+
+def _messages(prompt: str) -> list[dict]:
+    # The chat verl's datasets build (verl_ext.datasets._build_messages): image first, then the text.
+    return [{"role": "user", "content": [{"type": "image"}, {"type": "text", "text": prompt}]}]
+
+
+class HFEngine:
+    """transformers `generate`, batched; float32 on CPU, bfloat16 on GPU."""
+
+    def __init__(self, model: str, trust_remote_code: bool = False, batch_size: int = 8):
+        import torch
+        from transformers import AutoModelForImageTextToText, AutoProcessor
+
+        self.torch = torch
+        self.device = "cuda" if torch.cuda.is_available() else "cpu"
+        dtype = torch.bfloat16 if self.device == "cuda" else torch.float32
+        self.processor = AutoProcessor.from_pretrained(model, trust_remote_code=trust_remote_code)
+        self.processor.tokenizer.padding_side = "left"
+        self.model = AutoModelForImageTextToText.from_pretrained(
+            model, dtype=dtype, trust_remote_code=trust_remote_code
+        ).to(self.device)
+        self.model.eval()
+        self.batch_size = batch_size
+
+    def sample(self, requests: list[Request], sampling: Sampling, seed: int) -> list[list[str]]:
+        torch = self.torch
+        torch.manual_seed(seed)  # one seed per shard; batches run in a fixed order, so a shard is reproducible
+        out: list[list[str]] = []
+        for start in range(0, len(requests), self.batch_size):
+            batch = requests[start : start + self.batch_size]
+            texts = [
+                self.processor.apply_chat_template(_messages(r.prompt), add_generation_prompt=True, tokenize=False)
+                for r in batch
+            ]
+            inputs = self.processor(
+                text=texts, images=[[r.image] for r in batch], padding=True, return_tensors="pt"
+            ).to(self.device)
+            with torch.no_grad():
+                generated = self.model.generate(
+                    **inputs,
+                    do_sample=True,
+                    temperature=sampling.temperature,
+                    top_p=sampling.top_p,
+                    top_k=max(sampling.top_k, 0),  # 0 = off (not the model's generation_config default)
+                    max_new_tokens=sampling.max_new_tokens,
+                    num_return_sequences=sampling.n,
+                )
+            new_tokens = generated[:, inputs["input_ids"].shape[1] :]
+            decoded = self.processor.batch_decode(new_tokens, skip_special_tokens=True)
+            out.extend(decoded[i * sampling.n : (i + 1) * sampling.n] for i in range(len(batch)))
+        return out
+
+
+class VLLMEngine:
+    """vLLM offline `LLM` on the GPUs this process sees (tensor parallel inside, data parallel across processes)."""
+
+    def __init__(self, model: str, tensor_parallel_size: int = 1, gpu_memory_utilization: float = 0.8,
+                 trust_remote_code: bool = False, max_model_len: int | None = None):  # fmt: skip
+        from transformers import AutoProcessor
+        from vllm import LLM
+
+        self.processor = AutoProcessor.from_pretrained(model, trust_remote_code=trust_remote_code)
+        self.llm = LLM(
+            model=model,
+            tensor_parallel_size=tensor_parallel_size,
+            gpu_memory_utilization=gpu_memory_utilization,
+            trust_remote_code=trust_remote_code,
+            max_model_len=max_model_len,
+            limit_mm_per_prompt={"image": 1},
+        )
+
+    def sample(self, requests: list[Request], sampling: Sampling, seed: int) -> list[list[str]]:
+        from vllm import SamplingParams
+
+        prompts = [
+            {
+                "prompt": self.processor.apply_chat_template(
+                    _messages(r.prompt), add_generation_prompt=True, tokenize=False
+                ),
+                "multi_modal_data": {"image": r.image},
+            }
+            for r in requests
+        ]
+        # A seed per request: results do not depend on how vLLM batches them.
+        params = [
+            SamplingParams(
+                n=sampling.n,
+                temperature=sampling.temperature,
+                top_p=sampling.top_p,
+                top_k=sampling.top_k,
+                max_tokens=sampling.max_new_tokens,
+                seed=(seed + i) & 0x7FFFFFFF,
+            )
+            for i in range(len(requests))
+        ]
+        outputs = self.llm.generate(prompts, params, use_tqdm=False)
+        return [[o.text for o in out.outputs] for out in outputs]
+
+
+def make_engine(args) -> HFEngine | VLLMEngine:
+    if args.engine == "hf":
+        return HFEngine(args.model, trust_remote_code=args.trust_remote_code, batch_size=args.batch_size)
+    return VLLMEngine(
+        args.model,
+        tensor_parallel_size=args.tensor_parallel_size,
+        gpu_memory_utilization=args.gpu_memory_utilization,
+        trust_remote_code=args.trust_remote_code,
+    )
+
+
+def _load_image(value, args):
+    from verl_ext.datasets import load_image  # the training datasets' decoder: same resize, same RGB conversion
+
+    return load_image(value, args.min_pixels, args.max_pixels)
+
+
+# --------------------------------------------------------------------------------------------------
+# Work split
+# --------------------------------------------------------------------------------------------------
+
+
+def split(n: int, parts: int) -> list[tuple[int, int]]:
+    """`parts` contiguous [start, end) ranges covering range(n), sizes differing by at most one (no empty ones)."""
+    parts = max(1, min(parts, n)) if n else 1
+    base, extra = divmod(n, parts)
+    out, start = [], 0
+    for i in range(parts):
+        end = start + base + (1 if i < extra else 0)
+        out.append((start, end))
+        start = end
+    return [r for r in out if r[1] > r[0]]
+
+
+def questions_per_image(num_images: int, num_questions: int) -> list[int]:
+    """N questions spread over the images: N // n each, the first N % n images one more (8000 over 1000 = 8 each)."""
+    base, extra = divmod(num_questions, num_images)
+    return [base + (1 if i < extra else 0) for i in range(num_images)]
+
+
+def _shard_path(out_dir: Path, shard: int) -> Path:
+    return out_dir / SHARD_DIR / f"shard-{shard:05d}.parquet"
+
+
+def _write_atomic(table: pa.Table, path: Path) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    pq.write_table(table, tmp)
+    os.replace(tmp, path)
+
+
+# --------------------------------------------------------------------------------------------------
+# Stages
+# --------------------------------------------------------------------------------------------------
+
+QUESTION_SCHEMA = pa.schema(
+    [
+        ("id", pa.string()),
+        ("source_image_id", pa.string()),
+        ("image", pa.binary()),
+        ("raw_output", pa.string()),
+        ("question", pa.string()),
+        ("question_type", pa.string()),
+        ("questioner_answer", pa.string()),
+        ("iteration", pa.int64()),
+        ("questioner_checkpoint", pa.string()),
+        ("shard", pa.int64()),
+    ]
+)
+LABEL_SCHEMA = pa.schema(
+    [
+        ("id", pa.string()),
+        ("source_image_id", pa.string()),
+        ("image", pa.binary()),
+        ("question", pa.string()),
+        ("question_type", pa.string()),
+        ("pseudo_label", pa.string()),
+        ("confidence", pa.float64()),
+        ("num_samples", pa.int64()),
+        ("iteration", pa.int64()),
+        ("questioner_checkpoint", pa.string()),
+        ("filter_reason", pa.string()),
+        ("num_unparsed", pa.int64()),
+        ("answers", pa.list_(pa.string())),  # the m extracted \boxed{} answers (None when unparsable)
+        ("reasoner_checkpoint", pa.string()),
+        ("shard", pa.int64()),
+    ]
+)
+assert tuple(QUESTION_SCHEMA.names[: len(QUESTION_COLUMNS)]) == QUESTION_COLUMNS
+assert tuple(LABEL_SCHEMA.names[: len(PSEUDO_LABEL_COLUMNS)]) == PSEUDO_LABEL_COLUMNS
+
+
+def generate_shard(engine, args, shard: int, image_range, images: dict, counts: list[int]) -> pa.Table:
+    from verl_ext.prompts import render_questioner_prompt
+    from verl_ext.visplay import parse_question
+
+    prompt = render_questioner_prompt(args.prompt_template)
+    idx = [i for i in range(*image_range) if counts[i] > 0]
+    requests = [Request(prompt, _load_image(images["image"][i], args)) for i in idx]
+    seed = derive_seed(args.seed, args.iteration, "generate", shard)
+    rows = {name: [] for name in QUESTION_SCHEMA.names}
+    # Requests ask for the largest count in the shard; extra samples are dropped (counts differ by at most one).
+    n = max((counts[i] for i in idx), default=0)
+    sampling = Sampling(n, args.temperature, args.top_p, args.top_k, args.max_new_tokens)
+    outputs = engine.sample(requests, sampling, seed) if requests else []
+    for i, texts in zip(idx, outputs, strict=True):
+        for j, text in enumerate(texts[: counts[i]]):
+            parsed = parse_question(text)
+            rows["id"].append(f"{images['id'][i]}/{args.iteration}/{j}")
+            rows["source_image_id"].append(str(images["id"][i]))
+            rows["image"].append(images["image"][i])
+            rows["raw_output"].append(text)
+            rows["question"].append(parsed.question if parsed else None)
+            rows["question_type"].append(parsed.type if parsed else None)
+            rows["questioner_answer"].append(parsed.answer if parsed else None)
+            rows["iteration"].append(args.iteration)
+            rows["questioner_checkpoint"].append(args.questioner_checkpoint or args.model)
+            rows["shard"].append(shard)
+    return pa.table(rows, schema=QUESTION_SCHEMA)
+
+
+def pseudo_label_shard(engine, args, shard: int, row_range, questions: dict) -> pa.Table:
+    from verl_ext.prompts import render_reasoner_prompt
+    from verl_ext.visplay import extract_boxed
+    from verl_ext.visplay.voting import majority_vote_batch
+
+    rows = {name: [] for name in LABEL_SCHEMA.names}
+    lo, hi = row_range
+    parsed = [i for i in range(lo, hi) if questions["question"][i] is not None]
+    requests = [
+        Request(
+            render_reasoner_prompt(questions["question"][i], args.prompt_template, questions["question_type"][i]),
+            _load_image(questions["image"][i], args),
+        )
+        for i in parsed
+    ]
+    seed = derive_seed(args.seed, args.iteration, "pseudo_label", shard)
+    sampling = Sampling(args.m, args.temperature, args.top_p, args.top_k, args.max_new_tokens)
+    responses = engine.sample(requests, sampling, seed) if requests else []
+    votes = dict(zip(parsed, majority_vote_batch(responses), strict=True))
+    answers = dict(zip(parsed, ([extract_boxed(t) for t in r] for r in responses), strict=True))
+    for i in range(lo, hi):
+        for col in CARRIED_COLUMNS:
+            rows[col].append(questions[col][i])
+        vote = votes.get(i)
+        rows["pseudo_label"].append(vote.answer if vote else None)
+        rows["confidence"].append(vote.confidence if vote else None)
+        rows["num_samples"].append(vote.num_responses if vote else 0)
+        rows["num_unparsed"].append(vote.num_unparsed if vote else 0)
+        rows["answers"].append(answers.get(i))
+        rows["filter_reason"].append(None)
+        rows["reasoner_checkpoint"].append(args.model)
+        rows["shard"].append(shard)
+    return pa.table(rows, schema=LABEL_SCHEMA)
+
+
+def _run_shards(args, stage: str, ranges: list[tuple[int, int]], work) -> list[int]:
+    """Run the unfinished shards of this worker (rank/world for data parallelism); return those it ran."""
+    out_dir = Path(args.out_dir)
+    todo = [s for s in range(len(ranges)) if s % args.world == args.rank and not _shard_path(out_dir, s).exists()]
+    if not todo:
+        return []
+    engine = make_engine(args)
+    for s in todo:
+        started = time.monotonic()
+        table = work(engine, s, ranges[s])
+        _write_atomic(table, _shard_path(out_dir, s))
+        print(f"[infer] {stage} shard {s}: {table.num_rows} rows in {time.monotonic() - started:.1f}s", flush=True)
+    return todo
+
+
+def _data_parallel(args) -> None:
+    """Run `args.data_parallel_size` copies of this command, each on its own slice of the visible GPUs."""
+    import subprocess
+
+    visible = os.environ.get("CUDA_VISIBLE_DEVICES")
+    if visible:
+        devices = [d for d in visible.split(",") if d.strip()]
+    else:
+        import torch
+
+        devices = [str(i) for i in range(torch.cuda.device_count())]
+    tp, dp = args.tensor_parallel_size, args.data_parallel_size
+    if len(devices) < tp * dp:
+        raise SystemExit(
+            f"--data-parallel-size {dp} x --tensor-parallel-size {tp} needs {tp * dp} GPUs; {len(devices)} visible"
+        )
+    procs = []
+    for rank in range(dp):
+        env = {**os.environ, "CUDA_VISIBLE_DEVICES": ",".join(devices[rank * tp : (rank + 1) * tp])}
+        cmd = [sys.executable, "-m", "verl_ext.evolve.infer", *args.argv, "--rank", str(rank), "--world", str(dp)]
+        procs.append(subprocess.Popen(cmd, env=env))
+    codes = [p.wait() for p in procs]
+    if any(codes):
+        raise SystemExit(f"data-parallel workers exited with {codes}")
+
+
+def _combine(args, stage: str, n_shards: int, schema: pa.Schema) -> int:
+    out_dir = Path(args.out_dir)
+    final = out_dir / OUTPUT_NAME[stage]
+    tmp = final.with_name(f".{final.name}.tmp-{os.getpid()}")
+    total = 0
+    with pq.ParquetWriter(tmp, schema) as writer:
+        for s in range(n_shards):
+            table = pq.read_table(_shard_path(out_dir, s)).cast(schema)
+            writer.write_table(table)
+            total += table.num_rows
+    os.replace(tmp, final)
+    return total
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    args = build_parser().parse_args(argv)
+    args.argv = argv
+    stage = "generate" if args.command == "generate" else "pseudo_label"
+    out_dir = Path(args.out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    if (out_dir / OUTPUT_NAME[stage]).is_file() and (out_dir / "provenance.json").is_file() and args.world == 1:
+        print(f"[infer] {stage}: already complete in {out_dir}", flush=True)  # written last, so complete
+        return 0
+    if args.engine == "vllm" and args.data_parallel_size > 1 and args.world == 1:
+        _data_parallel(args)  # workers write the shards; this process combines them below
+    elif stage == "generate":
+        images = pq.read_table(args.images, columns=["id", "image"]).to_pydict()
+        if not images["id"]:
+            raise SystemExit(f"{args.images}: no images")
+        counts = questions_per_image(len(images["id"]), args.num_questions)
+        ranges = split(len(images["id"]), args.shards)
+        _run_shards(args, stage, ranges, lambda eng, s, r: generate_shard(eng, args, s, r, images, counts))
+    else:
+        questions = pq.read_table(args.questions, columns=list(CARRIED_COLUMNS)).to_pydict()
+        ranges = split(len(questions["id"]), args.shards)
+        _run_shards(args, stage, ranges, lambda eng, s, r: pseudo_label_shard(eng, args, s, r, questions))
+    if args.world > 1:
+        return 0  # a data-parallel worker: the parent combines
+    n_rows = pq.ParquetFile(args.images if stage == "generate" else args.questions).metadata.num_rows
+    n_shards = len(split(n_rows, args.shards))
+    total = _combine(args, stage, n_shards, QUESTION_SCHEMA if stage == "generate" else LABEL_SCHEMA)
+    provenance = {
+        "stage": stage,
+        "model": args.model,
+        "iteration": args.iteration,
+        "engine": args.engine,
+        "seed": args.seed,
+        "shard_seeds": [derive_seed(args.seed, args.iteration, stage, s) for s in range(n_shards)],
+        "sampling": asdict(
+            Sampling(
+                args.m if stage == "pseudo_label" else 0, args.temperature, args.top_p, args.top_k, args.max_new_tokens
+            )  # fmt: skip
+        ),
+        "min_pixels": args.min_pixels,
+        "max_pixels": args.max_pixels,
+        "prompt_template": args.prompt_template,
+        "inputs": args.images if stage == "generate" else args.questions,
+        "rows": total,
+    }
+    atomic_write_json(out_dir / "provenance.json", provenance)
+    print(f"[infer] {stage}: {total} rows -> {out_dir / OUTPUT_NAME[stage]}", flush=True)
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="python -m verl_ext.evolve.infer", description=__doc__.split("\n\n")[0])
+    sub = p.add_subparsers(dest="command", required=True)
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--model", required=True)
+    common.add_argument("--out-dir", required=True)
+    common.add_argument("--iteration", type=int, required=True)
+    common.add_argument("--seed", type=int, default=1)
+    common.add_argument("--shards", type=int, default=8)
+    common.add_argument("--temperature", type=float, default=1.0)
+    common.add_argument("--top-p", type=float, default=1.0)
+    common.add_argument("--top-k", type=int, default=-1)
+    common.add_argument("--max-new-tokens", type=int, default=1024)
+    common.add_argument("--min-pixels", type=int, default=262144)
+    common.add_argument("--max-pixels", type=int, default=4194304)
+    common.add_argument("--prompt-template", default=None)
+    common.add_argument("--engine", choices=("hf", "vllm"), default="vllm")
+    common.add_argument("--batch-size", type=int, default=8, help="hf engine: requests per generate call")
+    common.add_argument("--data-parallel-size", type=int, default=1)
+    common.add_argument("--tensor-parallel-size", type=int, default=1)
+    common.add_argument("--gpu-memory-utilization", type=float, default=0.8)
+    common.add_argument("--trust-remote-code", action="store_true")
+    common.add_argument("--rank", type=int, default=0, help=argparse.SUPPRESS)
+    common.add_argument("--world", type=int, default=1, help=argparse.SUPPRESS)
+    g = sub.add_parser("generate", parents=[common], help="questions from the questioner")
+    g.add_argument("--images", required=True)
+    g.add_argument("--num-questions", type=int, required=True)
+    g.add_argument("--questioner-checkpoint", default=None)
+    pl = sub.add_parser("pseudo-label", parents=[common], help="majority-vote pseudo-labels from the reasoner")
+    pl.add_argument("--questions", required=True)
+    pl.add_argument("--m", type=int, required=True)
+    return p
+
+
+if __name__ == "__main__":
+    sys.exit(main())
