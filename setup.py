@@ -9,7 +9,7 @@ VERL_VERSION = (HERE / "REQUIRED_VERL.txt").read_text().strip()
 
 install_requires = [
     f"verl[verl-core]=={VERL_VERSION}",
-    "transformers>=4.57,<6",
+    "transformers>=5.5.3,<5.11",  # the range verl 0.9.1 accepts
     "trl==1.16.0",
     "torch>=2.6",
     "torchvision",

@@ -47,8 +47,10 @@ def test_hook_is_one_shot_and_idempotent():
     armed = [f for f in sys.meta_path if isinstance(f, torchvision_shim._TorchvisionFinder)]
     assert len(armed) <= 1
     torchvision_shim.remove_hook()
-    assert not any(isinstance(f, torchvision_shim._TorchvisionFinder) for f in sys.meta_path)
-    sys.meta_path[:] = before
+    try:
+        assert not any(isinstance(f, torchvision_shim._TorchvisionFinder) for f in sys.meta_path)
+    finally:
+        sys.meta_path[:] = before
 
 
 def test_install_and_uninstall_write_and_remove_the_pth(tmp_path, monkeypatch, capsys):
@@ -62,10 +64,11 @@ def test_install_and_uninstall_write_and_remove_the_pth(tmp_path, monkeypatch, c
 
 
 def test_finder_ignores_other_modules_and_stays_armed():
+    before = list(sys.meta_path)  # the .pth-armed finder must survive this test for later imports of torchvision
     finder = torchvision_shim._TorchvisionFinder()
     sys.meta_path.insert(0, finder)
     try:
         assert finder.find_spec("numpy", None) is None
         assert finder in sys.meta_path
     finally:
-        torchvision_shim.remove_hook()
+        sys.meta_path[:] = before

@@ -1,0 +1,70 @@
+"""Session fixtures shared by every test: the tiny offline VLM, synthetic images, a local OpenAI-style endpoint.
+
+All are built lazily (only when a test asks) and offline; imports stay inside the fixtures so that collecting tests
+that need none of them costs nothing.
+"""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+
+# Tests never reach the hub: fail fast instead of waiting on a network that is not there.
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+# Tiny models gain nothing from intra-op threads, and on a small shared machine OpenMP's spinning threads stall
+# whenever another process holds a core (10x slower generate under load). Export OMP_NUM_THREADS to override.
+os.environ.setdefault("OMP_NUM_THREADS", "1")
+os.environ.setdefault("MKL_NUM_THREADS", "1")
+
+
+@pytest.fixture(scope="session")
+def tiny_vlm_path(tmp_path_factory):
+    """Path of a tiny random Qwen2.5-VL model directory (HF format, float32, ~1M parameters), built once per session.
+
+    Load it with AutoProcessor / AutoTokenizer / Qwen2_5_VLForConditionalGeneration / verl.utils.hf_processor; pass
+    `str(tiny_vlm_path)` where a string is expected. A 64x64 image gives 4 image tokens (at most 16 per image).
+    """
+    from verl_ext.testkit.tiny_vlm import tiny_vlm_path as build_cached
+
+    return build_cached(cache_dir=tmp_path_factory.mktemp("visplay_cache"))
+
+
+@pytest.fixture(scope="session")
+def synthetic_images():
+    """Eight (PIL.Image 64x64 RGB, scene dict) pairs: counts of shapes, mixed shapes, bar charts (seed 0)."""
+    from verl_ext.testkit.images import make_images
+
+    return make_images(8, seed=0)
+
+
+@pytest.fixture(scope="session")
+def image_parquet(tmp_path_factory):
+    """Path of an image-only parquet (columns id, source, image = PNG bytes), 8 synthetic 64x64 images (seed 0)."""
+    from verl_ext.testkit.images import write_image_parquet
+
+    return write_image_parquet(tmp_path_factory.mktemp("images") / "images.parquet", n=8, seed=0)
+
+
+@pytest.fixture(scope="session")
+def image_folder(tmp_path_factory):
+    """Folder of 8 synthetic PNGs named `<id>.png` plus `scenes.jsonl` (seed 0, same images as `image_parquet`)."""
+    from verl_ext.testkit.images import write_image_folder
+
+    folder = tmp_path_factory.mktemp("image_folder")
+    write_image_folder(folder, n=8, seed=0)
+    return folder
+
+
+@pytest.fixture(scope="session")
+def tiny_vlm_server(tiny_vlm_path):
+    """Base URL (`http://127.0.0.1:<port>/v1`) of an OpenAI-compatible chat server running the tiny VLM for the
+    session: POST {base}/chat/completions with text and data-URL images, n, temperature, top_p, top_k, max_tokens,
+    seed; GET {base}/models."""
+    from verl_ext.testkit.openai_server import serve_model
+
+    with serve_model(tiny_vlm_path) as url:
+        yield url
