@@ -175,15 +175,23 @@ class LocalBackend:
         return {"source": str(src)}
 
     # -- sampling ----------------------------------------------------------------------------------
-    def _infer(self, ctx: StageContext, cmd) -> None:
+    def infer_command(self, ctx: StageContext, planning: bool = False):
+        """The `verl_ext.evolve.infer` command of a generate / pseudo_label stage, with the hf engine."""
+        keep = {"resolve": lambda p: p} if planning else {}  # dry runs never build models
+        build = commands.generate_command if ctx.spec.name == "generate" else commands.pseudo_label_command
+        cmd = build(ctx.recipe, ctx.spec, engine="hf", **keep)
+        cmd.argv += ["--batch-size", str(self.infer_batch_size)]
+        return cmd
+
+    def _infer(self, ctx: StageContext) -> None:
         from verl_ext.local.models import configure_threads
 
         from . import infer
 
+        cmd = self.infer_command(ctx)
         configure_threads(_approx_params(resolve_model(ctx.input("model"))))
-        argv = [*cmd.argv[3:], "--batch-size", str(self.infer_batch_size)]  # drop `python -m verl_ext.evolve.infer`
         ctx.log(f"[evolve] {ctx.spec.key}: {cmd.description} (hf engine, in-process)")
-        code = infer.main(argv)
+        code = infer.main(cmd.argv[3:])  # without `python -m verl_ext.evolve.infer`
         if code:
             raise RuntimeError(f"stage {ctx.spec.key}: verl_ext.evolve.infer exited with {code}")
         shutil.rmtree(ctx.spec.work_dir / "shards", ignore_errors=True)  # the combined parquet is complete
@@ -191,7 +199,7 @@ class LocalBackend:
     def generate_questions(self, ctx: StageContext) -> dict:
         import pyarrow.parquet as pq
 
-        self._infer(ctx, commands.generate_command(ctx.recipe, ctx.spec, engine="hf"))
+        self._infer(ctx)
         questions = pq.read_table(ctx.out("questions"), columns=["question"]).column("question").to_pylist()
         parsed = sum(q is not None for q in questions)
         return {"rows": len(questions), "parsed": parsed, "parse_rate": parsed / max(1, len(questions))}
@@ -199,7 +207,7 @@ class LocalBackend:
     def pseudo_label(self, ctx: StageContext) -> dict:
         import pyarrow.parquet as pq
 
-        self._infer(ctx, commands.pseudo_label_command(ctx.recipe, ctx.spec, engine="hf"))
+        self._infer(ctx)
         t = pq.read_table(ctx.out("labels"), columns=["pseudo_label", "confidence"]).to_pydict()
         conf = [c for c, label in zip(t["confidence"], t["pseudo_label"], strict=True) if label is not None]
         return {
@@ -240,13 +248,9 @@ class LocalBackend:
             return lines
         if spec.name.endswith("_merge"):
             return [f"# in-process (local): link {spec.inputs['checkpoint']}/{FINAL_DIR} -> {spec.work_path('model')}"]
-        keep = {"resolve": lambda p: p}
-        if spec.name == "generate":
-            cmd = commands.generate_command(recipe, spec, engine="hf", **keep)
-        elif spec.name == "pseudo_label":
-            cmd = commands.pseudo_label_command(recipe, spec, engine="hf", **keep)
-        else:
+        if spec.name not in ("generate", "pseudo_label"):
             raise ValueError(f"local backend has no stage {spec.name}")
+        cmd = self.infer_command(ctx, planning=True)
         return [f"# in-process (local), equivalent to: {cmd.description}", cmd.render()]
 
 
