@@ -8,7 +8,7 @@ DRY_RUN ?=
 RUN_DIR ?=
 EVOLVE_ARGS ?=
 
-.PHONY: help install install-gpu test bench bench-quick quality style demo evolve clean
+.PHONY: help install install-gpu test bench bench-quick quality style evolve clean
 
 help:
 	@echo "make install      CPU install (pins the CPU torch) + test tools + the torchvision shim"
@@ -17,7 +17,6 @@ help:
 	@echo "make bench        speed benchmarks (tables with side-by-side ratios); bench-quick for a smoke"
 	@echo "make quality      ruff check + format check; make style to fix"
 	@echo "make evolve [MODEL=qwen2.5-vl-7b] [DRY_RUN=1] [RUN_DIR=...]  run/resume the evolution loop (default: tiny, CPU)"
-	@echo "make demo         the VisPlay core on the embedded tiny model and synthetic images (CPU)"
 
 install:
 	$(PIP) install -c $(CPU_CONSTRAINTS) torch==2.13.0
@@ -50,9 +49,6 @@ style:
 evolve:
 	$(PYTHON) -m verl_ext.evolve --recipe recipes/$(MODEL).yaml $(if $(RUN_DIR),--run-dir $(RUN_DIR)) \
 		$(if $(filter 1 true yes,$(DRY_RUN)),--dry-run) $(EVOLVE_ARGS)
-
-demo:
-	$(PYTHON) -m verl_ext.demo
 
 clean:
 	rm -rf build dist *.egg-info .pytest_cache .ruff_cache
