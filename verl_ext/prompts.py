@@ -1,0 +1,60 @@
+"""The questioner and reasoner prompts, rendered from Jinja files.
+
+Pure (jinja2 only): the verl datasets, the questioner reward manager and the offline generation code all
+render the same text from here. A config key may point to a user's own template file; null means the
+packaged default under `verl_ext/prompts/`.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+from pathlib import Path
+
+import jinja2
+
+PROMPT_DIR = Path(__file__).resolve().parent / "prompts"
+DEFAULT_QUESTIONER_TEMPLATE = PROMPT_DIR / "questioner.jinja"
+DEFAULT_REASONER_TEMPLATE = PROMPT_DIR / "reasoner.jinja"
+
+# StrictUndefined: a template that names a variable we do not pass fails loudly instead of rendering "".
+_ENV = jinja2.Environment(undefined=jinja2.StrictUndefined, autoescape=False, keep_trailing_newline=False)
+
+
+def resolve_template_path(path: str | os.PathLike | None, default: Path) -> Path:
+    """The template file to use: `path` (with `~` expanded) or the packaged default when empty."""
+    if path is None or str(path).strip() in ("", "null", "None"):
+        return default
+    resolved = Path(os.path.expanduser(str(path)))
+    if not resolved.is_file():
+        raise FileNotFoundError(
+            f"prompt template not found: {resolved} (set it to a Jinja file, or null for the default)"
+        )
+    return resolved
+
+
+@functools.lru_cache(maxsize=32)
+def _load(path: str) -> jinja2.Template:
+    return _ENV.from_string(Path(path).read_text(encoding="utf-8"))
+
+
+def load_template(path: str | os.PathLike | None, default: Path) -> jinja2.Template:
+    return _load(str(resolve_template_path(path, default)))
+
+
+def render_questioner_prompt(template: str | os.PathLike | None = None, **variables) -> str:
+    """The questioner's instruction for one image (the image itself goes in the chat message)."""
+    return load_template(template, DEFAULT_QUESTIONER_TEMPLATE).render(**variables).strip()
+
+
+def render_reasoner_prompt(
+    question: str, template: str | os.PathLike | None = None, question_type: str | None = None
+) -> str:
+    """The reasoner's instruction for one question. Templates see `content` (EasyR1's name), `question`
+    (the same text) and `question_type` (may be empty)."""
+    question = "" if question is None else str(question)
+    return (
+        load_template(template, DEFAULT_REASONER_TEMPLATE)
+        .render(content=question, question=question, question_type=question_type or "")
+        .strip()
+    )

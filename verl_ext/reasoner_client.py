@@ -1,0 +1,360 @@
+"""Async client of the frozen reasoner behind an OpenAI-compatible `/v1/chat/completions` endpoint.
+
+m samples per question (image sent as a data URL), many questions concurrently, retries with backoff on
+transient errors, and a result that says how many samples really came back. Used by the questioner reward
+manager (verl's reward-model router or a user's URL) and usable from offline code through `sample_many_sync`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import collections
+import hashlib
+import io
+import logging
+import os
+import random
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import aiohttp
+
+logger = logging.getLogger(__name__)
+logger.setLevel(os.getenv("VERL_LOGGING_LEVEL", "WARN"))
+
+# Worth another try: the server is busy, restarting, or timed out.
+TRANSIENT_HTTP_STATUS = frozenset({408, 409, 425, 429, 500, 502, 503, 504})
+
+
+class ReasonerEndpointError(RuntimeError):
+    """The reasoner endpoint could not answer (dead, misconfigured, or failing after every retry)."""
+
+
+@dataclass
+class SampleResult:
+    """What came back for one question: `texts` holds at most `requested` completions."""
+
+    texts: list[str]
+    requested: int
+    attempts: int = 0
+    timeouts: int = 0
+    error: str | None = None  # set when the request failed for good; texts may then be partial or empty
+    latency_s: float = 0.0
+
+    @property
+    def missing(self) -> int:
+        return max(0, self.requested - len(self.texts))
+
+    @property
+    def ok(self) -> bool:
+        return self.error is None
+
+
+@dataclass
+class ReasonerClient:
+    """Sampling parameters default to VisPlay's: m = 10, T = 1.0, top_p = 1.0, top_k = 40."""
+
+    base_url: str
+    model: str | None = None  # None: ask the endpoint (GET /v1/models) once and use the first model it serves
+    num_samples: int = 10
+    temperature: float = 1.0
+    top_p: float = 1.0
+    top_k: int = 40
+    max_tokens: int = 2048
+    concurrency: int = 64
+    timeout_s: float = 600.0
+    max_retries: int = 4
+    backoff_s: float = 1.0
+    max_backoff_s: float = 30.0
+    # after a question exhausts its retries on connection errors, fail others fast for this long
+    dead_cooldown_s: float = 30.0
+    image_format: str = "PNG"
+    api_key: str | None = None
+    extra_body: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self):
+        self.base_url = normalize_base_url(self.base_url)
+        if self.num_samples < 1:
+            raise ValueError(f"num_samples (m) must be >= 1, got {self.num_samples}")
+        self._loop_state: dict[int, tuple[asyncio.AbstractEventLoop, aiohttp.ClientSession, asyncio.Semaphore]] = {}
+        self._dead_until = 0.0
+        self._dead_reason = ""
+        self._url_cache: collections.OrderedDict[str, str] = collections.OrderedDict()
+        self._served_model: str | None = self.model
+
+    # ------------------------------------------------------------------ construction
+
+    @classmethod
+    def from_config(cls, cfg, router_address: str | None = None, default_model: str | None = None) -> ReasonerClient:
+        """Build from the `visplay.reasoner` config block. `base_url` wins; otherwise verl's reward-model
+        router address (host:port) is used."""
+        get = cfg.get if hasattr(cfg, "get") else lambda k, d=None: getattr(cfg, k, d)
+        base_url = get("base_url", None) or (f"http://{router_address}/v1" if router_address else None)
+        if not base_url:
+            raise ReasonerEndpointError(
+                "no reasoner endpoint: set visplay.reasoner.base_url to an OpenAI-compatible URL, or let verl host "
+                "the frozen reasoner with reward.reward_model.enable=True and reward.reward_model.model_path=..."
+            )
+        model = get("model", None) or default_model
+        kwargs = {}
+        for key in (
+            "num_samples",
+            "temperature",
+            "top_p",
+            "top_k",
+            "max_tokens",
+            "concurrency",
+            "timeout_s",
+            "max_retries",
+            "backoff_s",
+            "max_backoff_s",
+            "dead_cooldown_s",
+            "image_format",
+            "api_key",
+        ):
+            value = get(key, None)
+            if value is not None:
+                kwargs[key] = value
+        extra = get("extra_body", None)
+        if extra:
+            kwargs["extra_body"] = dict(extra)
+        return cls(base_url=base_url, model=str(model) if model else None, **kwargs)
+
+    # ------------------------------------------------------------------ public API
+
+    async def sample(self, prompt: str, image: Any = None, n: int | None = None) -> SampleResult:
+        """`n` (default m) completions for one question. Never raises for endpoint trouble: the failure is
+        reported in `SampleResult.error` so the caller can apply its rule (and count it)."""
+        n = self.num_samples if n is None else int(n)
+        started = time.monotonic()
+        result = SampleResult(texts=[], requested=n)
+        try:
+            image_url = await self._image_url(image)
+        except Exception as exc:  # a broken image must not look like an endpoint failure
+            result.error = f"image could not be encoded: {type(exc).__name__}: {exc}"
+            return result
+        messages = build_messages(prompt, image_url)
+        _, session, semaphore = self._state()
+        async with semaphore:
+            # top-up loop: ask again for what is still missing, within the same retry budget
+            while result.missing > 0 and result.attempts <= self.max_retries:
+                if self._dead_until > time.monotonic():
+                    result.error = f"reasoner endpoint {self.base_url} marked dead: {self._dead_reason}"
+                    break
+                result.attempts += 1
+                try:
+                    texts = await self._post(session, messages, result.missing)
+                except _Permanent as exc:
+                    result.error = str(exc)
+                    break
+                except _Transient as exc:
+                    if exc.timeout:
+                        result.timeouts += 1
+                    if result.attempts > self.max_retries:
+                        result.error = f"{exc} (gave up after {result.attempts} attempts)"
+                        if exc.connect:
+                            self._dead_until = time.monotonic() + self.dead_cooldown_s
+                            self._dead_reason = str(exc)
+                        break
+                    await asyncio.sleep(self._backoff(result.attempts))
+                    continue
+                if not texts and result.attempts <= self.max_retries:
+                    logger.warning("reasoner returned no choices for a question; asking again")
+                    await asyncio.sleep(self._backoff(result.attempts))
+                result.texts.extend(texts[: result.missing])
+        if result.error is None and result.missing == result.requested:
+            result.error = (
+                f"reasoner endpoint {self.base_url} returned no completions after {result.attempts} attempts"
+            )
+        if result.missing and result.error is None:
+            logger.warning(
+                "reasoner returned %d of %d samples after %d attempts", len(result.texts), n, result.attempts
+            )
+        result.latency_s = time.monotonic() - started
+        return result
+
+    async def sample_many(self, items: list[tuple[str, Any]], n: int | None = None) -> list[SampleResult]:
+        """Concurrent `sample` over (prompt, image) pairs, bounded by `concurrency`; order is preserved."""
+        return list(await asyncio.gather(*(self.sample(prompt, image, n) for prompt, image in items)))
+
+    def sample_many_sync(self, items: list[tuple[str, Any]], n: int | None = None) -> list[SampleResult]:
+        async def run():
+            try:
+                return await self.sample_many(items, n)
+            finally:
+                await self.aclose()
+
+        return asyncio.run(run())
+
+    async def aclose(self):
+        state = self._loop_state.pop(id(asyncio.get_running_loop()), None)
+        if state is not None and not state[1].closed:
+            await state[1].close()
+
+    # ------------------------------------------------------------------ internals
+
+    def _state(self):
+        loop = asyncio.get_running_loop()
+        state = self._loop_state.get(id(loop))
+        if state is None or state[0] is not loop or state[1].closed:
+            headers = {"Authorization": f"Bearer {self.api_key}"} if self.api_key else {}
+            session = aiohttp.ClientSession(
+                headers=headers,
+                timeout=aiohttp.ClientTimeout(total=self.timeout_s),
+                connector=aiohttp.TCPConnector(limit=max(1, int(self.concurrency))),
+            )
+            state = (loop, session, asyncio.Semaphore(max(1, int(self.concurrency))))
+            self._loop_state[id(loop)] = state
+        return state
+
+    def _backoff(self, attempt: int) -> float:
+        delay = min(self.max_backoff_s, self.backoff_s * (2 ** (attempt - 1)))
+        return delay * (0.5 + random.random() / 2)
+
+    async def _post(self, session: aiohttp.ClientSession, messages: list[dict], n: int) -> list[str]:
+        payload = {
+            "model": await self._model_name(session),
+            "messages": messages,
+            "n": n,
+            "temperature": self.temperature,
+            "top_p": self.top_p,
+            "max_tokens": self.max_tokens,
+            **self.extra_body,
+        }
+        if self.top_k is not None and self.top_k > 0:
+            payload["top_k"] = self.top_k  # vLLM's extension of the OpenAI schema
+        url = f"{self.base_url}/chat/completions"
+        try:
+            async with session.post(url, json=payload) as resp:
+                if resp.status != 200:
+                    body = (await resp.text())[:300]
+                    message = f"reasoner endpoint {url} answered HTTP {resp.status}: {body}"
+                    if resp.status in TRANSIENT_HTTP_STATUS:
+                        raise _Transient(message)
+                    raise _Permanent(message)
+                try:
+                    data = await resp.json(content_type=None)
+                except Exception as exc:
+                    raise _Transient(f"reasoner endpoint {url} sent a malformed body: {exc}") from exc
+        except asyncio.TimeoutError as exc:
+            raise _Transient(f"reasoner request to {url} timed out after {self.timeout_s}s", timeout=True) from exc
+        except aiohttp.ClientConnectorError as exc:
+            raise _Transient(f"reasoner endpoint {url} is unreachable: {exc}", connect=True) from exc
+        except (aiohttp.ServerDisconnectedError, aiohttp.ClientPayloadError, aiohttp.ClientOSError) as exc:
+            raise _Transient(f"reasoner endpoint {url} dropped the connection: {exc}", connect=True) from exc
+        if not isinstance(data, dict) or not isinstance(data.get("choices"), list):
+            raise _Transient(f"reasoner endpoint {url} sent no 'choices': {str(data)[:200]}")
+        texts = []
+        for choice in data["choices"]:
+            message = choice.get("message") if isinstance(choice, dict) else None
+            content = message.get("content") if isinstance(message, dict) else None
+            texts.append(content if isinstance(content, str) else "")
+        return texts
+
+    async def _model_name(self, session: aiohttp.ClientSession) -> str:
+        if self._served_model:
+            return self._served_model
+        url = f"{self.base_url}/models"
+        try:
+            async with session.get(url) as resp:
+                if resp.status != 200:
+                    message = f"reasoner endpoint {url} answered HTTP {resp.status} to the model listing"
+                    raise (_Transient if resp.status in TRANSIENT_HTTP_STATUS else _Permanent)(message)
+                data = await resp.json(content_type=None)
+        except asyncio.TimeoutError as exc:
+            raise _Transient(f"model listing at {url} timed out", timeout=True) from exc
+        except (aiohttp.ClientConnectorError, aiohttp.ServerDisconnectedError, aiohttp.ClientOSError) as exc:
+            raise _Transient(f"reasoner endpoint {url} is unreachable: {exc}", connect=True) from exc
+        models = data.get("data") if isinstance(data, dict) else None
+        if not models or not isinstance(models[0], dict) or not models[0].get("id"):
+            raise _Permanent(f"reasoner endpoint {url} lists no model; set visplay.reasoner.model")
+        self._served_model = str(models[0]["id"])
+        return self._served_model
+
+    async def _image_url(self, image: Any) -> str | None:
+        if image is None:
+            return None
+        if isinstance(image, str) and image.startswith(("data:", "http://", "https://")):
+            return image
+        loop = asyncio.get_running_loop()
+        # PNG encoding takes tens of ms: keep it off the event loop, and encode each image once.
+        key, encoder = _image_cache_key(image), lambda: image_to_data_url(image, self.image_format)
+        if key is None:
+            return await loop.run_in_executor(None, encoder)
+        cached = self._url_cache.get(key)
+        if cached is None:
+            cached = await loop.run_in_executor(None, encoder)
+            self._url_cache[key] = cached
+            while len(self._url_cache) > 256:
+                self._url_cache.popitem(last=False)
+        else:
+            self._url_cache.move_to_end(key)
+        return cached
+
+
+class _Transient(Exception):
+    def __init__(self, message: str, timeout: bool = False, connect: bool = False):
+        super().__init__(message)
+        self.timeout = timeout
+        self.connect = connect
+
+
+class _Permanent(Exception):
+    pass
+
+
+def normalize_base_url(url: str) -> str:
+    """`host:port`, `http://host:port` or `http://host:port/v1` → `http://host:port/v1`."""
+    url = str(url).strip().rstrip("/")
+    if not url.startswith(("http://", "https://")):
+        url = f"http://{url}"
+    if url.endswith("/chat/completions"):
+        url = url[: -len("/chat/completions")]
+    if not url.endswith("/v1"):
+        url = f"{url}/v1"
+    return url
+
+
+def build_messages(prompt: str, image_url: str | None) -> list[dict]:
+    content: list[dict] = []
+    if image_url is not None:
+        content.append({"type": "image_url", "image_url": {"url": image_url}})
+    content.append({"type": "text", "text": prompt})
+    return [{"role": "user", "content": content}]
+
+
+def _image_cache_key(image: Any) -> str | None:
+    if isinstance(image, bytes | bytearray):
+        return hashlib.blake2b(bytes(image), digest_size=16).hexdigest()
+    try:
+        from PIL import Image
+    except ImportError:  # pragma: no cover
+        return None
+    if isinstance(image, Image.Image):
+        digest = hashlib.blake2b(image.tobytes(), digest_size=16).hexdigest()
+        return f"{image.mode}:{image.size}:{digest}"
+    return None
+
+
+def image_to_data_url(image: Any, image_format: str = "PNG") -> str:
+    """PIL image, encoded bytes or a file path → `data:image/...;base64,...` (RGB)."""
+    from PIL import Image
+
+    if isinstance(image, str | os.PathLike):
+        with Image.open(image) as opened:
+            image = opened.convert("RGB")
+    elif isinstance(image, bytes | bytearray):
+        with Image.open(io.BytesIO(bytes(image))) as opened:
+            image = opened.convert("RGB")
+    elif isinstance(image, Image.Image):
+        if image.mode != "RGB":
+            image = image.convert("RGB")
+    else:
+        raise TypeError(f"unsupported image type {type(image).__name__}")
+    fmt = image_format.upper()
+    buffer = io.BytesIO()
+    image.save(buffer, format=fmt)
+    mime = "jpeg" if fmt in ("JPG", "JPEG") else fmt.lower()
+    return f"data:image/{mime};base64,{base64.b64encode(buffer.getvalue()).decode('ascii')}"
