@@ -9,7 +9,7 @@ import torch
 from omegaconf import OmegaConf
 from PIL import Image
 
-from verl_ext import datasets as vds
+from verl_ext import image_io
 from verl_ext.datasets import QuestionerDataset, ReasonerDataset, load_image
 from verl_ext.prompts import render_questioner_prompt
 from verl_ext.testkit.images import image_id, make_images, png_bytes
@@ -109,7 +109,8 @@ def _bad_image_parquet(path):
 
 def test_bad_images_are_counted_and_skipped_or_converted(tokenizer_processor, tmp_path, monkeypatch):
     tokenizer, processor = tokenizer_processor
-    monkeypatch.setattr(vds, "HARD_MAX_PIXELS", 1_000_000)  # "huge" (1.2 Mpx) is refused like a decompression bomb
+    # "huge" (1.2 Mpx) is refused like a decompression bomb
+    monkeypatch.setattr(image_io, "HARD_MAX_PIXELS", 1_000_000)
     path = _bad_image_parquet(tmp_path / "bad.parquet")
     dataset = QuestionerDataset(
         data_files=[str(path)], tokenizer=tokenizer, processor=processor, config=_config(tmp_path)

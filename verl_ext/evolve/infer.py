@@ -162,7 +162,7 @@ def make_engine(args) -> HFEngine | VLLMEngine:
 
 
 def _load_image(value, args):
-    from verl_ext.datasets import load_image  # the training datasets' decoder: same resize, same RGB conversion
+    from verl_ext.image_io import load_image  # the training datasets' decoder: same resize, same RGB conversion
 
     return load_image(value, args.min_pixels, args.max_pixels)
 
