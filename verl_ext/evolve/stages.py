@@ -174,10 +174,12 @@ def build_plan(recipe: Recipe, run_dir: str | Path) -> list[StageSpec]:
     model_ref: dict = {"model": base_model}
     model_path: str = recipe.model.base
     model_upstream: tuple[str, ...] = ()
+    q_prompt, r_prompt = _prompt(recipe.prompts.questioner), _prompt(recipe.prompts.reasoner)
     if recipe.model.format_warmup:
-        warm = add(
-            0, "warmup", {"model": base_model, "backend": recipe.backend, "seed": recipe.seed}, {"base": model_path}
-        )
+        # The warmed model depends on the prompts it is tuned on and on the image sizes it sees.
+        warm_cfg = {"model": base_model, "backend": recipe.backend, "seed": recipe.seed, "pixels": pixels}
+        warm_cfg["prompts"] = {"questioner": q_prompt, "reasoner": r_prompt}
+        warm = add(0, "warmup", warm_cfg, {"base": model_path})
         model_ref, model_path, model_upstream = ref(warm), str(warm.output_path("model")), (warm.key,)
 
     # Q_{t-1} and S_{t-1}: both start from the base model (after the optional warm-up).
@@ -185,7 +187,6 @@ def build_plan(recipe: Recipe, run_dir: str | Path) -> list[StageSpec]:
     s_prev, s_prev_path, s_prev_up = model_ref, model_path, model_upstream
     prev_labels: StageSpec | None = None
     common = {"backend": recipe.backend, "seed": recipe.seed, "pixels": pixels}
-    q_prompt, r_prompt = _prompt(recipe.prompts.questioner), _prompt(recipe.prompts.reasoner)
 
     for t in range(1, recipe.iterations + 1):
         q = add(
