@@ -7,8 +7,14 @@ MODEL ?= tiny
 DRY_RUN ?=
 RUN_DIR ?=
 EVOLVE_ARGS ?=
+RUN ?=
+EVAL_ARGS ?=
+REPORT_ARGS ?=
+# eval/report read the run `make evolve MODEL=<recipe>` wrote (<storage.root>/<name>) unless RUN= (or RUN_DIR=) names
+# one; a MODEL with a '/' (a path or a hub name) is evaluated as a single checkpoint.
+DEFAULT_RUN = $(or $(RUN),$(RUN_DIR),$(or $(VISPLAY_RUNS),runs)/$(MODEL))
 
-.PHONY: help install install-gpu test bench bench-quick quality style evolve clean
+.PHONY: help install install-gpu test bench bench-quick quality style evolve eval report clean
 
 help:
 	@echo "make install      CPU install (pins the CPU torch) + test tools + the torchvision shim"
@@ -17,6 +23,8 @@ help:
 	@echo "make bench        speed benchmarks (tables with side-by-side ratios); bench-quick for a smoke"
 	@echo "make quality      ruff check + format check; make style to fix"
 	@echo "make evolve [MODEL=qwen2.5-vl-7b] [DRY_RUN=1] [RUN_DIR=...]  run/resume the evolution loop (default: tiny, CPU)"
+	@echo "make eval [RUN=runs/tiny | MODEL=/path/to/checkpoint]  benchmarks x checkpoints table (markdown + CSV)"
+	@echo "make report [RUN=runs/tiny]  the run's static HTML report"
 
 install:
 	$(PIP) install -c $(CPU_CONSTRAINTS) torch==2.13.0
@@ -49,6 +57,13 @@ style:
 evolve:
 	$(PYTHON) -m verl_ext.evolve --recipe recipes/$(MODEL).yaml $(if $(RUN_DIR),--run-dir $(RUN_DIR)) \
 		$(if $(filter 1 true yes,$(DRY_RUN)),--dry-run) $(EVOLVE_ARGS)
+
+eval:
+	$(PYTHON) -m verl_ext.eval $(if $(or $(RUN),$(RUN_DIR)),--run $(DEFAULT_RUN),$(if $(findstring /,$(MODEL)),\
+		--model $(MODEL),--run $(DEFAULT_RUN))) $(EVAL_ARGS)
+
+report:
+	$(PYTHON) -m verl_ext.report --run $(DEFAULT_RUN) $(REPORT_ARGS)
 
 clean:
 	rm -rf build dist *.egg-info .pytest_cache .ruff_cache

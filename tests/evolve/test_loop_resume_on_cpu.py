@@ -51,7 +51,7 @@ def snapshot(run_dir: Path) -> dict[str, str]:
         if (
             not path.is_file()
             or rel.startswith(("logs/", ".work/"))
-            or rel in ("manifest.json", ".lock", "recipe.yaml")
+            or rel in ("manifest.json", ".lock", "recipe.yaml", "report.html")
         ):
             continue
         if path.name == ".stage.json" or path.suffix == ".png":

@@ -88,6 +88,8 @@ def run_evolution(
                     _run_stage(spec, recipe, run_dir, backend, manifest, log)
             if spec.name == "filter":
                 _refresh_run_stats(plan, run_dir)
+            if spec.name in ("filter", "reasoner_merge"):
+                _refresh_report(run_dir, log)
             if stop_after is not None and spec.key == stop_key:
                 log(f"[evolve] stopping after {spec.key} as asked")
                 break
@@ -262,6 +264,16 @@ def _refresh_run_stats(plan: list[StageSpec], run_dir: Path) -> None:
             per_iteration.append(json.loads((spec.output_dir / "stats.json").read_text()))
     if per_iteration:
         write_run_stats(per_iteration, RunLayout(run_dir).stats_path)
+
+
+def _refresh_report(run_dir: Path, log) -> None:
+    """Rewrite RUN_DIR/report.html so a person can follow a run as it goes; a report failure never stops a run."""
+    try:
+        from verl_ext.report import write_report
+
+        write_report(run_dir)
+    except Exception as exc:  # noqa: BLE001 - the report is a by-product of the run
+        log(f"[evolve] report not refreshed: {type(exc).__name__}: {exc}")
 
 
 # --------------------------------------------------------------------------------------------------

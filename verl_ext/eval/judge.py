@@ -1,0 +1,248 @@
+"""An LLM judge through any OpenAI-compatible chat endpoint: prompts, verdict parsing, retries, a thread pool.
+
+Model, URL and key come from arguments or the environment (VISPLAY_JUDGE_MODEL, VISPLAY_JUDGE_URL or OPENAI_BASE_URL,
+VISPLAY_JUDGE_API_KEY or OPENAI_API_KEY); the key is never logged or written. A call that fails (transport error, 429,
+5xx, a reply with no readable verdict) is retried with backoff; when the attempts run out the item has no verdict:
+it is counted as failed, never guessed.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import threading
+import time
+from collections.abc import Callable, Iterable
+from concurrent.futures import ThreadPoolExecutor, as_completed
+from dataclasses import dataclass, field
+
+from .benchmarks import EvalItem
+
+RETRY_STATUS = frozenset({408, 409, 425, 429, 500, 502, 503, 504})
+MAX_RESPONSE_CHARS = 2000  # the judge sees the end of a long response, where the final answer is
+
+BINARY_PROMPT = """You grade answers to benchmark questions about an image. You do not see the image and do not need \
+to: decide only whether the model's final answer means the same as the reference answer. Equivalent numbers, \
+expressions, units, option letters versus the option's text, and paraphrases count as the same; a missing, hedged \
+or multiple answer is wrong.
+
+Question: {question}
+Reference answer: {answer}
+Model response (its end): {response}
+
+Reply with one word: CORRECT or INCORRECT."""
+
+# MM-Vet grades free-form answers 0..1; "<AND>" parts are all required, "<OR>" alternatives any one.
+SCORE_PROMPT = """You grade a model's answer to a question about an image against the ground truth, with a score \
+from 0.0 (totally wrong) to 1.0 (totally right) in steps of 0.1. In the ground truth, <AND> means every part must be \
+in the answer for full marks (partial answers get partial credit), <OR> means any one alternative is enough. Long \
+answers are judged on content, not wording.
+
+Examples:
+Question: What is x in the equation? | Ground truth: -1 <AND> -5 | Answer: x = 3 | Score: 0.0
+Question: What is x in the equation? | Ground truth: -1 <AND> -5 | Answer: x = -5 | Score: 0.5
+Question: What is x in the equation? | Ground truth: -1 <AND> -5 | Answer: x = -1 or x = -5 | Score: 1.0
+Question: How many apples are there? | Ground truth: 3 <OR> three | Answer: There are three apples. | Score: 1.0
+
+Question: {question} | Ground truth: {answer} | Answer: {response} | Score:
+
+Reply with the score only."""
+
+_BINARY_WORD = re.compile(r"\b(correct|incorrect)\b", re.IGNORECASE)
+_SCORE = re.compile(r"^\s*(?:score\s*[:=]?\s*)?([01](?:\.\d+)?|\.\d+)\b", re.IGNORECASE)
+_THINK = re.compile(r"<think>.*?</think>", re.DOTALL | re.IGNORECASE)
+
+
+class JudgeConfigError(ValueError):
+    pass
+
+
+@dataclass
+class JudgeConfig:
+    model: str
+    base_url: str
+    api_key: str | None = field(default=None, repr=False)  # from the environment; never printed
+    max_attempts: int = 4
+    timeout_s: float = 60.0
+    concurrency: int = 8
+    backoff_s: float = 2.0
+    max_backoff_s: float = 60.0
+    temperature: float = 0.0
+    max_tokens: int = 16
+
+    @classmethod
+    def from_env(
+        cls, model: str | None = None, base_url: str | None = None, api_key_env: str | None = None, **kw
+    ) -> JudgeConfig | None:
+        """The judge named by arguments, else by the environment; None when no model is set (judge off)."""
+        model = model or os.environ.get("VISPLAY_JUDGE_MODEL")
+        if not model:
+            return None
+        base_url = base_url or os.environ.get("VISPLAY_JUDGE_URL") or os.environ.get("OPENAI_BASE_URL")
+        if not base_url:
+            raise JudgeConfigError(
+                f"judge model {model!r} set but no endpoint: pass --judge-url or set VISPLAY_JUDGE_URL / "
+                "OPENAI_BASE_URL (e.g. https://api.openai.com/v1 or a local vLLM server's /v1)"
+            )
+        names = [api_key_env] if api_key_env else ["VISPLAY_JUDGE_API_KEY", "OPENAI_API_KEY"]
+        api_key = next((os.environ[n] for n in names if n and os.environ.get(n)), None)
+        return cls(model=model, base_url=base_url.rstrip("/"), api_key=api_key, **kw)
+
+    def describe(self) -> dict:
+        """The judge as results.json records it (never the key)."""
+        return {"model": self.model, "base_url": self.base_url, "temperature": self.temperature}
+
+    def cache_identity(self) -> dict:
+        """What a cached verdict depends on: the model, not where it is served (a restarted server keeps its cache)."""
+        return {"model": self.model, "temperature": self.temperature, "max_tokens": self.max_tokens}
+
+
+@dataclass(frozen=True)
+class Verdict:
+    score: float | None  # 0..1; None: no verdict after every attempt (counted as failed)
+    raw: str  # the judge's last reply (or the last error)
+    attempts: int
+    error: str | None = None
+
+
+# --------------------------------------------------------------------------------------------------
+# Prompts and parsing
+# --------------------------------------------------------------------------------------------------
+
+
+def response_tail(response: str | None) -> str:
+    text = _THINK.sub(" ", response or "").strip() or (response or "").strip()
+    return text if len(text) <= MAX_RESPONSE_CHARS else "..." + text[-MAX_RESPONSE_CHARS:]
+
+
+def reference_answer(item: EvalItem) -> str:
+    if item.answer_type == "choice" and item.choices and item.answer in item.choices:
+        return f"{item.answer} ({item.choices[item.answer]})"
+    return item.answer
+
+
+def judge_prompt(item: EvalItem, response: str | None, mode: str) -> str:
+    template = SCORE_PROMPT if mode == "score" else BINARY_PROMPT
+    answer = reference_answer(item)
+    if mode == "score":
+        answer = answer.replace("<AND>", " <AND> ").replace("<OR>", " <OR> ")
+    return template.format(question=item.judge_question, answer=answer, response=response_tail(response) or "(empty)")
+
+
+def parse_verdict(text: str, mode: str) -> float | None:
+    """1.0/0.0 for CORRECT/INCORRECT (binary), the 0..1 grade (score); None when the reply states neither."""
+    if not isinstance(text, str):
+        return None
+    if mode == "score":
+        m = _SCORE.match(text.strip())
+        if m:
+            value = float(m.group(1))
+            return value if 0.0 <= value <= 1.0 else None
+        return None
+    words = {w.lower() for w in _BINARY_WORD.findall(text)}
+    if len(words) != 1:  # neither, or both ("not CORRECT but INCORRECT"): unreadable
+        return None
+    return 1.0 if words == {"correct"} else 0.0
+
+
+# --------------------------------------------------------------------------------------------------
+# Client
+# --------------------------------------------------------------------------------------------------
+
+
+class _Retryable(Exception):
+    def __init__(self, message: str, retry_after: float | None = None):
+        super().__init__(message)
+        self.retry_after = retry_after
+
+
+class JudgeClient:
+    def __init__(self, config: JudgeConfig, sleep: Callable[[float], None] = time.sleep):
+        import httpx
+
+        self.config = config
+        self.sleep = sleep
+        headers = {"Content-Type": "application/json"}
+        if config.api_key:
+            headers["Authorization"] = f"Bearer {config.api_key}"
+        self._client = httpx.Client(base_url=config.base_url, headers=headers, timeout=config.timeout_s)
+        self._httpx = httpx
+        self.calls = 0
+        self._lock = threading.Lock()
+
+    def close(self) -> None:
+        self._client.close()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+    def _complete(self, prompt: str, temperature: float) -> str:
+        body = {
+            "model": self.config.model,
+            "messages": [{"role": "user", "content": prompt}],
+            "temperature": temperature,
+            "max_tokens": self.config.max_tokens,
+        }
+        with self._lock:
+            self.calls += 1
+        try:
+            r = self._client.post("/chat/completions", json=body)
+        except self._httpx.TransportError as exc:
+            raise _Retryable(f"{type(exc).__name__}: {exc}") from exc
+        if r.status_code in RETRY_STATUS:
+            after = r.headers.get("retry-after")
+            raise _Retryable(f"HTTP {r.status_code}", float(after) if after and after.isdigit() else None)
+        if r.status_code >= 400:
+            raise RuntimeError(f"HTTP {r.status_code}: {r.text[:300]}")  # a bad request: retrying will not help
+        try:
+            content = r.json()["choices"][0]["message"]["content"]
+        except (ValueError, KeyError, IndexError, TypeError) as exc:
+            raise _Retryable(f"malformed reply: {r.text[:200]!r}") from exc
+        return content if isinstance(content, str) else ""
+
+    def judge(self, prompt: str, mode: str) -> Verdict:
+        """One verdict, with up to `max_attempts` calls. An unreadable reply is retried at a higher temperature."""
+        last, error = "", None
+        temperature = self.config.temperature
+        for attempt in range(1, self.config.max_attempts + 1):
+            try:
+                last = self._complete(prompt, temperature)
+            except _Retryable as exc:
+                error = str(exc)
+                last = error
+                if attempt < self.config.max_attempts:
+                    delay = min(self.config.max_backoff_s, self.config.backoff_s * 2 ** (attempt - 1))
+                    self.sleep(max(delay, exc.retry_after or 0.0))
+                continue
+            except RuntimeError as exc:
+                return Verdict(None, str(exc), attempt, str(exc))
+            score = parse_verdict(last, mode)
+            if score is not None:
+                return Verdict(score, last, attempt)
+            error = "no verdict in the reply"
+            temperature = max(temperature, 0.7)  # a deterministic judge repeats itself at temperature 0
+        return Verdict(None, last, self.config.max_attempts, error)
+
+    def judge_many(
+        self, jobs: Iterable[tuple[str, str, str]], on_result: Callable[[str, Verdict], None] | None = None
+    ) -> dict[str, Verdict]:
+        """(key, prompt, mode) jobs in a thread pool; `on_result(key, verdict)` as each finishes (for the cache)."""
+        jobs = list(jobs)
+        out: dict[str, Verdict] = {}
+        if not jobs:
+            return out
+        with ThreadPoolExecutor(max_workers=max(1, min(self.config.concurrency, len(jobs)))) as pool:
+            futures = {pool.submit(self.judge, prompt, mode): key for key, prompt, mode in jobs}
+            for future in as_completed(futures):
+                key = futures[future]
+                try:
+                    verdict = future.result()
+                except Exception as exc:  # never lose the rest of the batch to one bad item
+                    verdict = Verdict(None, f"{type(exc).__name__}: {exc}", 0, str(exc))
+                out[key] = verdict
+                if on_result is not None:
+                    on_result(key, verdict)
+        return out

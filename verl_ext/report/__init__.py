@@ -1,0 +1,12 @@
+"""The run report: one static, self-contained HTML page per evolution run (co-evolution plot, benchmark table,
+per-iteration statistics, training curves, a gallery). `write_report(run_dir)` or `python -m verl_ext.report`.
+"""
+
+
+def write_report(*args, **kwargs):
+    from .render import write_report as _write_report
+
+    return _write_report(*args, **kwargs)
+
+
+__all__ = ["write_report"]
