@@ -14,7 +14,7 @@ install_requires = [
     "torch>=2.6",
     "torchvision",
     "qwen-vl-utils",
-    "ray[default]",
+    "ray",
     "hydra-core",
     "numpy",
     "scipy",
