@@ -6,10 +6,10 @@ reason from records.FILTER_REASONS, so the filter's effect can be logged per ite
 
 from __future__ import annotations
 
-import math
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 
+from ._numbers import finite_float
 from .records import FILTER_REASONS
 
 PAPER_BAND = (0.25, 0.75)  # |p - 1/2| <= delta, delta = 0.25
@@ -35,17 +35,6 @@ def _check_band(low, high) -> tuple[float, float]:
     return lo, hi
 
 
-def _finite(value) -> float | None:
-    """float(value) for a finite real number (numpy scalars included; bools and strings are not numbers)."""
-    if isinstance(value, (bool, str, bytes)):
-        return None
-    try:
-        number = float(value)
-    except (TypeError, ValueError):
-        return None
-    return number if math.isfinite(number) else None
-
-
 def _text(value) -> bool:
     return isinstance(value, str) and bool(value.strip())
 
@@ -65,7 +54,7 @@ def _reason(record, low: float, high: float) -> str:
         return "unparsable"
     if not _text(record.get("pseudo_label")):
         return "no_answer"
-    p = _finite(record.get("confidence"))
+    p = finite_float(record.get("confidence"))
     if p is None:
         return "no_answer"
     if p > high + BAND_TOLERANCE:

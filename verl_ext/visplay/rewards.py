@@ -4,24 +4,12 @@ accuracy-against-pseudo-label plus format score (EasyR1's {"overall", "accuracy"
 
 from __future__ import annotations
 
-import math
-
+from ._numbers import finite_float
 from .grading import MathGrader, get_grader
 from .parsing import extract_boxed
 
 QUESTIONER_MODES = ("paper", "reference")
 DEFAULT_FORMAT_WEIGHT = 0.1
-
-
-def _finite(value) -> float | None:
-    """float(value) if it is a finite real number (bools and strings excluded), else None."""
-    if isinstance(value, (bool, str, bytes)):
-        return None
-    try:
-        number = float(value)
-    except (TypeError, ValueError):
-        return None
-    return number if math.isfinite(number) else None
 
 
 def questioner_reward(confidence, penalty, valid, mode: str = "paper", lam: float = 1.0) -> float:
@@ -38,11 +26,11 @@ def questioner_reward(confidence, penalty, valid, mode: str = "paper", lam: floa
     """
     if mode not in QUESTIONER_MODES:
         raise ValueError(f"questioner_reward mode must be one of {QUESTIONER_MODES}, got {mode!r}")
-    lam_value = _finite(lam)
+    lam_value = finite_float(lam)
     if lam_value is None or lam_value < 0:
         raise ValueError(f"questioner_reward lam must be a finite number >= 0, got {lam!r}")
-    p = _finite(confidence)
-    pen = _finite(penalty)
+    p = finite_float(confidence)
+    pen = finite_float(penalty)
     is_valid = bool(valid) and p is not None and pen is not None
     pen = max(pen or 0.0, 0.0)
     if mode == "paper":
@@ -57,7 +45,7 @@ def questioner_reward(confidence, penalty, valid, mode: str = "paper", lam: floa
 
 
 def _check_weight(format_weight) -> float:
-    weight = _finite(format_weight)
+    weight = finite_float(format_weight)
     if weight is None or not 0.0 <= weight <= 1.0:
         raise ValueError(f"format_weight must be in [0, 1], got {format_weight!r}")
     return weight
