@@ -130,8 +130,9 @@ def test_unknown_paths_get_404_and_wrong_methods_405(tiny_vlm_server):
     assert _call(f"{tiny_vlm_server}/chat/completions")[0] == 405
 
 
-def test_only_loopback_hosts():
+@pytest.mark.parametrize("host", ["192.0.2.1", "198.51.100.7"])  # documentation addresses: any non-loopback host
+def test_only_loopback_hosts(host):
     from verl_ext.testkit.openai_server import OpenAIChatServer
 
     with pytest.raises(ValueError, match="loopback"):
-        OpenAIChatServer("/nonexistent", host="0.0.0.0")
+        OpenAIChatServer("/nonexistent", host=host)
