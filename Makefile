@@ -10,11 +10,13 @@ EVOLVE_ARGS ?=
 RUN ?=
 EVAL_ARGS ?=
 REPORT_ARGS ?=
+WORLD_OUT ?= runs/world
+WORLD_ARGS ?=
 # eval/report read the run `make evolve MODEL=<recipe>` wrote (<storage.root>/<name>) unless RUN= (or RUN_DIR=) names
 # one; a MODEL with a '/' (a path or a hub name) is evaluated as a single checkpoint.
 DEFAULT_RUN = $(or $(RUN),$(RUN_DIR),$(or $(VISPLAY_RUNS),runs)/$(MODEL))
 
-.PHONY: help install install-gpu test bench bench-quick quality style evolve eval report clean
+.PHONY: help install install-gpu test bench bench-quick quality style evolve eval report world clean
 
 help:
 	@echo "make install      CPU install (pins the CPU torch) + test tools + the torchvision shim"
@@ -25,6 +27,7 @@ help:
 	@echo "make evolve [MODEL=qwen2.5-vl-7b] [DRY_RUN=1] [RUN_DIR=...]  run/resume the evolution loop (default: tiny, CPU)"
 	@echo "make eval [RUN=runs/tiny | MODEL=/path/to/checkpoint]  benchmarks x checkpoints table (markdown + CSV)"
 	@echo "make report [RUN=runs/tiny]  the run's static HTML report"
+	@echo "make world [WORLD_OUT=runs/world]  the controlled-world experiment (3 seeds x T=3, ~30 min on 2 cores)"
 
 install:
 	$(PIP) install -c $(CPU_CONSTRAINTS) torch==2.13.0
@@ -64,6 +67,9 @@ eval:
 
 report:
 	$(PYTHON) -m verl_ext.report --run $(DEFAULT_RUN) $(REPORT_ARGS)
+
+world:
+	$(PYTHON) -m verl_ext.world --seeds 3 --iterations 3 --jobs 3 --out $(WORLD_OUT) $(WORLD_ARGS)
 
 clean:
 	rm -rf build dist *.egg-info .pytest_cache .ruff_cache

@@ -1,4 +1,5 @@
-"""The image stage: turn a recipe's image source (folder, parquet, HF dataset) into one parquet of encoded images.
+"""The image stage: turn a recipe's image source (folder, parquet, HF dataset, test kit, world) into one parquet of
+encoded images.
 
 Columns are `records.IMAGE_COLUMNS`; ids are stable (relative path, row index or dataset index), so re-runs and
 resumed runs see the same images in the same order. A seeded subsample applies `images.max_images`.
@@ -83,6 +84,11 @@ def prepare_images(cfg: ImagesConfig, out_path: str | Path, seed: int) -> dict:
 
         write_image_parquet(out_path, n=cfg.max_images, seed=seed)
         return {"images": cfg.max_images, "source": "testkit"}
+    if cfg.source == "world":  # unlabeled images of the controlled world (verl_ext.world): scenes stay hidden
+        from verl_ext.world.data import write_unlabeled_parquet
+
+        write_unlabeled_parquet(out_path, n=cfg.max_images, seed=seed)
+        return {"images": cfg.max_images, "source": "world"}
     source = {"folder": _iter_folder, "parquet": _iter_parquet, "hf": _iter_hf}[cfg.source]
     entries = list(source(cfg))
     if not entries:

@@ -59,8 +59,9 @@ class ModelConfig:
 @dataclass(frozen=True)
 class ImagesConfig:
     # folder of images | parquet with an image column | HF dataset | testkit (synthetic images, max_images of them)
-    source: Literal["folder", "parquet", "hf", "testkit"]
-    path: str  # folder path, parquet path, HF dataset name (testkit: any label)
+    # | world (unlabeled images of verl_ext.world, max_images of them, scenes hidden)
+    source: Literal["folder", "parquet", "hf", "testkit", "world"]
+    path: str  # folder path, parquet path, HF dataset name (testkit, world: any label)
     image_column: str = "image"
     split: str = "train"  # HF datasets only
     max_images: int | None = _f(None, ge=1)  # subsample (seeded) to at most this many images
@@ -481,8 +482,8 @@ def _cross_checks(r: Recipe, errors: list[str]) -> None:
         errors.append("questioner.reasoner_endpoint: required when questioner.reasoner_service is endpoint")
     if q.reasoner_service == "pool" and q.reasoner_endpoint:
         errors.append("questioner.reasoner_endpoint: only used with questioner.reasoner_service: endpoint")
-    if r.images.source == "testkit" and r.images.max_images is None:
-        errors.append("images.max_images: required with images.source: testkit (how many synthetic images)")
+    if r.images.source in ("testkit", "world") and r.images.max_images is None:
+        errors.append(f"images.max_images: required with images.source: {r.images.source} (how many synthetic images)")
     if r.images.min_pixels > r.images.max_pixels:
         errors.append(
             f"images.min_pixels: must be <= images.max_pixels ({r.images.max_pixels}), got {r.images.min_pixels}"

@@ -48,6 +48,9 @@ class WarmupConfig:
     eval_max_new_tokens: int = 64
     min_pixels: int | None = None
     max_pixels: int | None = None
+    # "module:function" giving the labeled seed set, called as fn(num_images, seed, rng) -> [(PIL image, items)]
+    # with items as `scene_questions` returns them (type, question, answer, reasoning); None = the test kit's scenes.
+    examples: str | None = None
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -129,17 +132,39 @@ def reasoner_target(item: dict) -> str:
     return f"<think>{item['reasoning']}</think> \\boxed{{{item['answer']}}}"
 
 
-def build_examples(
-    num_images: int, seed: int, questioner_prompt: str | None, reasoner_prompt: str | None
-) -> tuple[list[dict], list[dict]]:
-    """(questioner examples, reasoner examples): dicts with image, prompt (instruction text) and target."""
+def load_examples_source(spec: str) -> Callable:
+    """The seed-set function named by `WarmupConfig.examples` ("package.module:function")."""
+    import importlib
+
+    module_name, sep, attr = spec.partition(":")
+    if not sep or not module_name or not attr:
+        raise ValueError(f"warm-up examples: expected 'module:function', got {spec!r}")
+    return getattr(importlib.import_module(module_name), attr)
+
+
+def _scene_items(source: str | None, num_images: int, seed: int, rng: random.Random) -> list[tuple]:
+    """(image, items) pairs: the test kit's scenes with `scene_questions`, or the `source` seed set."""
+    if source is not None:
+        return load_examples_source(source)(num_images, seed, rng)
     from verl_ext.testkit.images import make_images
 
+    return [(image, scene_questions(scene, rng)) for image, scene in make_images(num_images, seed=seed)]
+
+
+def build_examples(
+    num_images: int,
+    seed: int,
+    questioner_prompt: str | None,
+    reasoner_prompt: str | None,
+    source: str | None = None,
+) -> tuple[list[dict], list[dict]]:
+    """(questioner examples, reasoner examples): dicts with image, prompt (instruction text) and target.
+    `source`: `WarmupConfig.examples` (None = the test kit's scenes)."""
     rng = random.Random(f"warmup/{seed}")
     q_examples, r_examples = [], []
     q_instruction = render_questioner_prompt(questioner_prompt)
-    for image, scene in make_images(num_images, seed=10_000 + seed):
-        for item in scene_questions(scene, rng):
+    for image, items in _scene_items(source, num_images, 10_000 + seed, rng):
+        for item in items:
             q_examples.append({"image": image, "prompt": q_instruction, "target": questioner_target(item)})
             r_prompt = render_reasoner_prompt(item["question"], reasoner_prompt, item["type"])
             r_examples.append({"image": image, "prompt": r_prompt, "target": reasoner_target(item), "item": item})
@@ -264,16 +289,21 @@ def train_format(model, processor, q_examples, r_examples, cfg: WarmupConfig, lo
 
 def parse_rates(model, processor, cfg: WarmupConfig, questioner_prompt=None, reasoner_prompt=None, seed=0) -> dict:
     """Sampled at T = 1: share of parsable questions, share of boxed answers, and the vote spread over m samples."""
-    from verl_ext.testkit.images import make_images
-
-    scenes = make_images(cfg.eval_images, seed=20_000 + seed)
     rng = random.Random(f"warmup-eval/{seed}")
-    images = [image for image, _ in scenes]
+    if cfg.examples is None:
+        from verl_ext.testkit.images import make_images
+
+        scenes = make_images(cfg.eval_images, seed=20_000 + seed)
+        images = [image for image, _ in scenes]
+        items = [rng.choice(scene_questions(scene, rng)) for _, scene in scenes]
+    else:
+        pairs = [p for p in _scene_items(cfg.examples, cfg.eval_images, 20_000 + seed, rng) if p[1]]
+        images = [image for image, _ in pairs]
+        items = [rng.choice(group) for _, group in pairs]
     q_instruction = render_questioner_prompt(questioner_prompt)
     params = SamplingParams(n=1, temperature=1.0, top_p=1.0, top_k=-1, max_new_tokens=cfg.eval_max_new_tokens)
     q_texts = [t[0] for t in sample(model, processor, [q_instruction] * len(images), images, params, seed=seed)]
     parsed = [parse_question(t) for t in q_texts]
-    items = [rng.choice(scene_questions(scene, rng)) for _, scene in scenes]
     r_prompts = [render_reasoner_prompt(it["question"], reasoner_prompt, it["type"]) for it in items]
     r_params = SamplingParams(
         n=cfg.eval_m, temperature=1.0, top_p=1.0, top_k=-1, max_new_tokens=cfg.eval_max_new_tokens
@@ -313,6 +343,16 @@ def _model_fingerprint(path: Path) -> list:
     return parts
 
 
+def _source_code(spec: str) -> list[str]:
+    """Source of the seed-set function's module and of the modules it lists in `WARMUP_DEPENDS`."""
+    import importlib
+    import inspect
+
+    module = importlib.import_module(spec.partition(":")[0])
+    names = [module.__name__, *getattr(module, "WARMUP_DEPENDS", ())]
+    return [inspect.getsource(importlib.import_module(name)) for name in names]
+
+
 def warmup_key(base: str | Path, cfg: WarmupConfig, questioner_prompt=None, reasoner_prompt=None) -> str:
     """Hash of everything the warmed model depends on: base model files, prompts, settings, code, library versions."""
     h = hashlib.sha256()
@@ -324,6 +364,8 @@ def warmup_key(base: str | Path, cfg: WarmupConfig, questioner_prompt=None, reas
     here = Path(__file__).resolve().parent
     code = [(here / name).read_text() for name in ("warmup.py", "models.py", "sampling.py")]
     payload = [WARMUP_VERSION, asdict(cfg), _model_fingerprint(Path(base)), prompts, versions, code]
+    if cfg.examples is not None:
+        payload.append(_source_code(cfg.examples))
     h.update(json.dumps(payload, sort_keys=True).encode())
     return h.hexdigest()[:16]
 
@@ -345,7 +387,9 @@ def build_warmup(
     model = load_model(base, train=True)
     threads = configure_threads(sum(p.numel() for p in model.parameters()))
     torch.manual_seed(cfg.seed)
-    q_examples, r_examples = build_examples(cfg.num_images, cfg.seed, questioner_prompt, reasoner_prompt)
+    q_examples, r_examples = build_examples(
+        cfg.num_images, cfg.seed, questioner_prompt, reasoner_prompt, source=cfg.examples
+    )
     report = {"config": asdict(cfg), "base": str(base), "threads": threads,
               "examples": {"questioner": len(q_examples), "reasoner": len(r_examples)}}  # fmt: skip
     if measure:

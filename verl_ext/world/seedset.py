@@ -1,0 +1,39 @@
+"""The labeled seed set: templated questions with their true answers on seed-split images, for the format warm-up.
+
+The analogue of an Instruct model's labeled data: used once, before the loop, through the warm-up hook
+`WarmupConfig.examples = "verl_ext.world.seedset:seed_items"`. Its source (and WARMUP_DEPENDS) keys the warm-up cache.
+"""
+
+from __future__ import annotations
+
+import random
+
+from .grammar import applicable, instantiate
+from .scenes import make_scene, render
+
+ITEMS_PER_SEED_IMAGE = 4  # labeled questions per seed-set image
+# Modules whose source is part of the warm-up cache key (verl_ext.local.warmup): a change to the world rebuilds it.
+WARMUP_DEPENDS = ("verl_ext.world.scenes", "verl_ext.world.grammar")
+
+
+def image_items(scene: dict, rng: random.Random, k: int) -> list[dict]:
+    """Up to `k` items of distinct templates on `scene`, templates drawn uniformly among those that apply."""
+    templates = applicable(scene)
+    rng.shuffle(templates)
+    items = []
+    for template in templates:
+        item = instantiate(template, scene, rng)
+        if item is not None:
+            items.append(item)
+        if len(items) == k:
+            break
+    return items
+
+
+def seed_items(num_images: int, seed: int, rng: random.Random) -> list[tuple]:
+    """The labeled seed set: (PIL image, items) for `num_images` images of the `seed` split (warm-up hook)."""
+    out = []
+    for i in range(num_images):
+        scene = make_scene("seed", seed, i)
+        out.append((render(scene), image_items(scene, rng, ITEMS_PER_SEED_IMAGE)))
+    return out
