@@ -89,42 +89,17 @@ def coevolution_chart(data: RunData) -> str:
     train = _train_accuracy(data)
     xs = sorted(set(its) | set(rule) | set(judge) | set(train) | ({0} if rule else set()))
     difficulty = {s["iteration"]: s.get("difficulty") for s in data.iterations}
-    series = [
-        {
-            "label": "question difficulty 1 − mean p (Q_t's questions, S_t−1's votes)",
-            "x": xs,
-            "y": [difficulty.get(x) for x in xs],
-            "color": "#d62728",
-        }
+    lines = [  # (label, values by iteration, colour, dashed); empty series are left out
+        ("question difficulty 1 − mean p (Q_t's questions, S_t−1's votes)", difficulty, "#d62728", False),
+        ("reasoner S_t: benchmark average, rule", rule, "#1f77b4", False),
+        ("reasoner S_t: benchmark average, judge", judge, "#17becf", False),
+        ("reasoner S_t: training accuracy vs pseudo-labels", train, "#9467bd", True),
     ]
-    if rule:
-        series.append(
-            {
-                "label": "reasoner S_t: benchmark average, rule",
-                "x": xs,
-                "y": [rule.get(x) for x in xs],
-                "color": "#1f77b4",
-            }
-        )
-    if judge:
-        series.append(
-            {
-                "label": "reasoner S_t: benchmark average, judge",
-                "x": xs,
-                "y": [judge.get(x) for x in xs],
-                "color": "#17becf",
-            }
-        )
-    if train:
-        series.append(
-            {
-                "label": "reasoner S_t: training accuracy vs pseudo-labels",
-                "x": xs,
-                "y": [train.get(x) for x in xs],
-                "color": "#9467bd",
-                "dash": True,
-            }
-        )
+    series = []
+    for i, (label, values, color, dash) in enumerate(lines):
+        if i == 0 or values:
+            line = {"label": label, "x": xs, "y": [values.get(x) for x in xs], "color": color}
+            series.append({**line, "dash": True} if dash else line)
     return svg.line_chart(
         "coevolution",
         "Co-evolution: question difficulty and reasoner accuracy",
