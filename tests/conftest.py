@@ -68,3 +68,47 @@ def tiny_vlm_server(tiny_vlm_path):
 
     with serve_model(tiny_vlm_path) as url:
         yield url
+
+
+@pytest.fixture(scope="session")
+def world_seed():
+    """`world_seed(seed, gain, iterations=2, oracle=True)`: one seed's results as the controlled-world experiment's
+    `run_seed` returns them, made up (no models): greedy accuracy rises by `gain` per iteration for VisPlay and by
+    twice that for control (b) (absent with oracle=False); the base stays at 0.3."""
+
+    def build(seed: int, gain: float, iterations: int = 2, oracle: bool = True) -> dict:
+        fam = {"count": {"n": 3, "greedy": 0.3}}
+
+        def acc(v):
+            return {"greedy": v, "sampled": v - 0.1, "majority": v + 0.02, "greedy_swapped": v - 0.05,
+                    "boxed_rate": 1.0, "by_family": fam}  # fmt: skip
+
+        its = [{"t": 0, "accuracy": {a: acc(0.3) for a in ("visplay", "oracle", "base")}}]
+        for t in range(1, iterations + 1):
+            accuracy = {"visplay": acc(0.3 + gain * t), "base": acc(0.3)}
+            rec = {
+                "t": t,
+                "accuracy": {**accuracy, "oracle": acc(0.3 + 2 * gain * t)} if oracle else accuracy,
+                "loop": {
+                    "stats": {"difficulty": 0.4 + 0.05 * t + gain, "question_parse_rate": 0.9, "diversity": 0.5,
+                              "kept": 100 - 10 * t},
+                    "labels": {"precision_kept": 0.5 - gain, "precision_all": 0.5, "kept_oracle_ok": 50,
+                               "precision_by_confidence": {"0.5": {"n": 10, "precision": 0.5, "in_band": True}}},
+                    "questions": {"oracle_parsable_share": 0.7 + gain, "template_entropy": 0.8,
+                                  "questioner_answer_accuracy": 0.4},
+                },
+            }  # fmt: skip
+            if oracle:
+                rec["control"] = {"rows": 50, "data": {"rows": 50}}
+            its.append(rec)
+        for rec in its:
+            rec["prior_accuracy"] = 0.35
+        return {
+            "seed": seed,
+            "seed_set": {"images": 8, "questions_per_image": 4, "examples": {"reasoner": 32}, "warmup_steps": 5},
+            "eval": {"split": "dev", "size": 10, "samples": 2, "temperature": 1.0},
+            "iterations": its,
+            "seconds": {"loop": 10.0 + seed, "control": 2.0, "eval": 3.0, "total": 15.0 + seed},
+        }
+
+    return build

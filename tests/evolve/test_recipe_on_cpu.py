@@ -64,6 +64,8 @@ def test_real_recipes_hold_the_reference_run(name):
         ("model.trust_remote_code=1", "model.trust_remote_code: must be true or false, got int 1"),
         ("images.max_images=null", "images.max_images: required with images.source: testkit"),
         ("logging.loggers=[console,mlflow]", "logging.loggers[1]: must be one of console, wandb, tensorboard"),
+        ("model.warmup.steps=0", "model.warmup.steps: must be >= 1, got 0"),
+        ("model.warmup.examples=seedset.py", "model.warmup.examples: must be 'module:function' or null"),
     ],
 )
 def test_bad_values_name_the_key(override, expected):

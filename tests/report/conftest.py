@@ -1,6 +1,6 @@
 """A finished two-iteration run directory (fake backend: instant, real filter stats) with what a real run adds:
 reasoner votes in the pseudo-labels, training metrics (local-backend JSONL and a verl console log) and evaluation
-results, for the report tests."""
+results, for the report tests; and a controlled-world results dict summarized from made-up seeds."""
 
 from __future__ import annotations
 
@@ -83,3 +83,13 @@ def report_run(tmp_path_factory):
 def build_run():
     """`build_report_run(run_dir, stop_after=None)`, for tests that need a run of their own."""
     return build_report_run
+
+
+@pytest.fixture(scope="session")
+def world_results(world_seed):
+    """`verl_ext.world.report.summarize` of two made-up seeds, T = 2, as results.json holds it."""
+    from verl_ext.world.experiment import ExperimentConfig
+    from verl_ext.world.report import summarize
+
+    per_seed = [world_seed(1, 0.01), world_seed(2, 0.03)]
+    return summarize(ExperimentConfig(seeds=2, iterations=2), per_seed, wall_seconds=42.0, base_seconds=7.0)

@@ -1,6 +1,7 @@
 """The report in a real headless browser (Debian's chromium, driven over the DevTools protocol): the page loads from
-file://, every chart has a size and marks, every gallery image decodes, the gallery filter works, a full-page
-screenshot is not blank, and the console stays free of errors and exceptions.
+file://, every chart has a size and marks (the controlled world's section included, with its error bars), every
+gallery image decodes, the gallery filter works, a full-page screenshot is not blank, and the console stays free of
+errors and exceptions.
 
 CI needs: apt-get install -y chromium
 """
@@ -170,7 +171,8 @@ PAGE_CHECKS = """(() => {
   const charts = [...document.querySelectorAll("svg.chart")].map(s => {
     const box = s.getBoundingClientRect();
     return {name: s.dataset.chart, width: box.width, height: box.height,
-            marks: s.querySelectorAll("polyline, rect.bar, circle").length};
+            marks: s.querySelectorAll("polyline, rect.bar, circle").length,
+            errbars: [...s.querySelectorAll("path.errbar")].filter(p => p.getBBox().height > 0).length};
   });
   const imgs = [...document.querySelectorAll("#gallery-grid img")];
   const cards = [...document.querySelectorAll("#gallery-grid .card")];
@@ -211,18 +213,22 @@ async def _drive(ws_url: str, page_url: str, screenshot: Path) -> dict:
         return checks
 
 
-def test_report_renders_in_headless_chromium(report_run, tmp_path):
-    page = write_report(report_run, tmp_path / "report.html")
+def test_report_renders_in_headless_chromium(report_run, world_results, tmp_path):
+    page = write_report(report_run, tmp_path / "report.html", world_results=world_results)
     screenshot = tmp_path / "report.png"
     with Chromium(tmp_path / "profile") as browser:
         checks = asyncio.run(_drive(browser.new_page_ws(), page.resolve().as_uri(), screenshot))
 
     assert checks["errors"] == [] and checks["probe_seen"], checks["errors"]
     charts = {c["name"]: c for c in checks["charts"]}
-    for name in ("coevolution", "rates", "filter-reasons", "confidence-1", "confidence-2", "curves-reasoner"):
+    world = ("world-accuracy", "world-questions")
+    for name in ("coevolution", "rates", "filter-reasons", "confidence-1", "confidence-2", "curves-reasoner", *world):
         assert charts[name]["width"] > 100 and charts[name]["height"] > 100, charts[name]
         assert charts[name]["marks"] > 0, f"{name} drew nothing"
-    assert {"stage-table", "benchmark-table", "iteration-table"} <= set(checks["tables"])
+    assert all(charts[name]["errbars"] > 0 for name in world), "the spread over seeds is not drawn"
+    assert {"stage-table", "benchmark-table", "iteration-table", "world-accuracy", "world-loop"} <= set(
+        checks["tables"]
+    )
     assert checks["images"] > 0 and checks["decoded"] == checks["images"]  # every data-URI image decoded
     assert 0 < checks["kept"] < checks["cards"] and checks["visible_after_kept_filter"] == checks["kept"]
 

@@ -33,11 +33,9 @@ def smoke(tiny_vlm_path, tmp_path_factory):
 
     out = tmp_path_factory.mktemp("world_smoke")
     cfg = ExperimentConfig(
-        overrides=(f"model.base={tiny_vlm_path}", *SMOKE),
+        overrides=(f"model.base={tiny_vlm_path}", "model.warmup.num_images=6", "model.warmup.steps=12", *SMOKE),
         seeds=1,
         iterations=1,
-        seed_images=6,
-        warmup_steps=12,
         eval_size=18,
         eval_split="dev",
         eval_samples=2,
@@ -86,6 +84,8 @@ def test_smoke_runs_every_arm_and_writes_the_report(smoke):
     md = (out / "results.md").read_text()
     assert "## Reasoner accuracy on the held-out eval set" in md and "| 1 |" in md
     assert (out / "coevolution.png").stat().st_size > 1000
+    html = (out / "report.html").read_text()  # the world section on top of seed 1's run report
+    assert html.index('<section id="world">') < html.index('id="stage-table"') and str(run_dir) in html
 
 
 def test_smoke_rerun_resumes_from_disk(smoke):

@@ -95,43 +95,12 @@ def test_spread_aggregate_and_entropy():
     assert pooled == {1: {"0.5": {"n": 4, "in_band": True, "precision": 0.5}}}
 
 
-def _fake_seed(seed: int, gain: float) -> dict:
-    fam = {"count": {"n": 3, "greedy": 0.3}}
-
-    def acc(v):
-        return {"greedy": v, "sampled": v - 0.1, "majority": v, "boxed_rate": 1.0, "by_family": fam}
-
-    its = [{"t": 0, "accuracy": {a: acc(0.3) for a in ("visplay", "oracle", "base")}}]
-    for t in (1, 2):
-        its.append(
-            {
-                "t": t,
-                "accuracy": {"visplay": acc(0.3 + gain * t), "oracle": acc(0.3 + 2 * gain * t), "base": acc(0.3)},
-                "loop": {
-                    "stats": {"difficulty": 0.4 + 0.05 * t, "question_parse_rate": 0.9, "diversity": 0.5, "kept": 100},
-                    "labels": {"precision_kept": 0.5, "precision_all": 0.5, "kept_oracle_ok": 50,
-                               "precision_by_confidence": {"0.5": {"n": 10, "precision": 0.5, "in_band": True}}},
-                    "questions": {"oracle_parsable_share": 0.7, "template_entropy": 0.8,
-                                  "questioner_answer_accuracy": 0.4},
-                },
-                "control": {"rows": 50, "data": {"rows": 50}},
-            }
-        )  # fmt: skip
-    return {
-        "seed": seed,
-        "seed_set": {"images": 8, "questions_per_image": 4, "examples": {"reasoner": 32}, "warmup_steps": 5},
-        "eval": {"split": "dev", "size": 10, "samples": 2, "temperature": 1.0},
-        "iterations": its,
-        "seconds": {"loop": 10.0, "control": 2.0, "eval": 3.0, "total": 15.0},
-    }
-
-
-def test_report_writes_json_markdown_and_plot(tmp_path):
+def test_report_writes_json_markdown_plot_and_html(tmp_path, world_seed):
     from verl_ext.world.experiment import ExperimentConfig
     from verl_ext.world.report import write_report
 
     cfg = ExperimentConfig(seeds=2, iterations=2)
-    results = write_report(cfg, [_fake_seed(1, 0.01), _fake_seed(2, 0.03)], tmp_path, wall_seconds=42.0)
+    results = write_report(cfg, [world_seed(1, 0.01), world_seed(2, 0.03)], tmp_path, wall_seconds=42.0)
     saved = json.loads((tmp_path / "results.json").read_text())
     assert saved["seeds"] == [1, 2] and saved == json.loads(json.dumps(results))
     final = saved["summary"][-1]
@@ -141,3 +110,6 @@ def test_report_writes_json_markdown_and_plot(tmp_path):
     assert "| 2 | 0.340 ± 0.028 | 0.380 ± 0.057 | 0.300 ± 0.000 |" in md
     assert "0.50 (n=20)" in md  # precision by confidence, pooled over the two seeds
     assert (tmp_path / "coevolution.png").read_bytes()[:4] == b"\x89PNG"
+    # no loop run directory (tmp_path/seed_1/visplay): report.html is the world section alone
+    html = (tmp_path / "report.html").read_text()
+    assert html.startswith("<!DOCTYPE html>") and '<section id="world">' in html and 'id="stage-table"' not in html

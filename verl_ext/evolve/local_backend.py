@@ -24,8 +24,8 @@ class LocalBackend:
 
     def __init__(self, cache_dir: str | Path | None = None, warmup=None, infer_batch_size: int = INFER_BATCH_SIZE):
         """`cache_dir`: where warmed models are cached (default $VISPLAY_CACHE or ~/.cache/visplay); `warmup`: a
-        `verl_ext.local.warmup.WarmupConfig` overriding the default warm-up settings (seed and pixels come from the
-        recipe)."""
+        `verl_ext.local.warmup.WarmupConfig` replacing the recipe's `model.warmup` settings (tests use short ones;
+        seed and pixels always come from the recipe)."""
         self.cache_dir = cache_dir
         self.warmup = warmup
         self.infer_batch_size = infer_batch_size
@@ -34,9 +34,12 @@ class LocalBackend:
     def warmup_config(self, ctx: StageContext):
         from verl_ext.local.warmup import WarmupConfig
 
-        images = ctx.recipe.images
+        images, settings = ctx.recipe.images, ctx.recipe.model.warmup
+        base = self.warmup or WarmupConfig(
+            examples=settings.examples, num_images=settings.num_images, steps=settings.steps, lr=settings.lr
+        )
         return dataclasses.replace(
-            self.warmup or WarmupConfig(),
+            base,
             seed=ctx.recipe.seed,
             min_pixels=images.min_pixels,
             max_pixels=images.max_pixels,

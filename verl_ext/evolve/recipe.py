@@ -49,11 +49,24 @@ def _f(default=dataclasses.MISSING, *, key: str | None = None, **checks):
 
 
 @dataclass(frozen=True)
+class WarmupSettings:
+    """The supervised format warm-up of a tiny base model (local backend): what it learns from and for how long."""
+
+    # "module:function" giving the labeled seed set, called as fn(num_images, seed, rng) -> [(PIL image, items)];
+    # null = the test kit's templated scenes (verl_ext.local.warmup.scene_questions)
+    examples: str | None = None
+    num_images: int = _f(96, ge=1)  # labeled images of the seed set
+    steps: int = _f(220, ge=1)  # optimizer steps, one micro-batch per role each
+    lr: float = _f(3e-3, gt=0)  # peak AdamW learning rate (linear warm-up, cosine decay to a tenth)
+
+
+@dataclass(frozen=True)
 class ModelConfig:
     base: str  # HF id or local dir of the base VLM: Q_0 = S_0. `testkit:tiny_vlm` = the offline test model.
     trust_remote_code: bool = False
     # Supervised format warm-up of the base model before iteration 1 (local backend, tiny models only).
     format_warmup: bool = False
+    warmup: WarmupSettings = _f(WarmupSettings())  # its settings (used only with format_warmup)
 
 
 @dataclass(frozen=True)
@@ -493,6 +506,8 @@ def _cross_checks(r: Recipe, errors: list[str]) -> None:
             errors.append(f"logging.loggers[{i}]: must be one of {', '.join(LOGGERS)}; got {name!r}")
     if r.model.format_warmup and r.backend != "local":
         errors.append("model.format_warmup: only the local backend implements the format warm-up")
+    if r.model.warmup.examples is not None and not re.fullmatch(r"[\w.]+:\w+", r.model.warmup.examples):
+        errors.append(f"model.warmup.examples: must be 'module:function' or null, got {r.model.warmup.examples!r}")
     if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]*", r.name):
         errors.append(f"name: must be a plain file name (letters, digits, . _ -), got {r.name!r}")
     if r.backend == "verl":

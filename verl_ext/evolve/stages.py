@@ -178,6 +178,7 @@ def build_plan(recipe: Recipe, run_dir: str | Path) -> list[StageSpec]:
     if recipe.model.format_warmup:
         # The warmed model depends on the prompts it is tuned on and on the image sizes it sees.
         warm_cfg = {"model": base_model, "backend": recipe.backend, "seed": recipe.seed, "pixels": pixels}
+        warm_cfg["warmup"] = _section(recipe.model.warmup)
         warm_cfg["prompts"] = {"questioner": q_prompt, "reasoner": r_prompt}
         warm = add(0, "warmup", warm_cfg, {"base": model_path})
         model_ref, model_path, model_upstream = ref(warm), str(warm.output_path("model")), (warm.key,)

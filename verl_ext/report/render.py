@@ -2,7 +2,8 @@
 
 Sections: run status, the co-evolution plot (question difficulty 1 - mean p against reasoner accuracy, per
 iteration), the benchmark table, per-iteration question statistics (confidence histograms with the band, filter
-reasons, parse rates, diversity), training curves, and a gallery of sampled questions with their votes.
+reasons, parse rates, diversity), training curves, and a gallery of sampled questions with their votes. Optionally,
+at the top, the controlled world's results measured against ground truth (`world.py`); that section can stand alone.
 """
 
 from __future__ import annotations
@@ -15,9 +16,11 @@ import jinja2
 
 from verl_ext.evolve.manifest import atomic_write_text
 from verl_ext.visplay.records import FILTER_REASONS
+from verl_ext.world.report import load_results
 
 from . import svg
 from .collect import RunData, collect
+from .world import world_section
 
 REASON_COLORS = {
     "kept": "#2ca02c",
@@ -292,13 +295,7 @@ def stage_rows(data: RunData) -> list[dict]:
 # Page
 # --------------------------------------------------------------------------------------------------
 
-TEMPLATE = r"""<!DOCTYPE html>
-<html lang="en">
-<head>
-<meta charset="utf-8">
-<meta name="viewport" content="width=device-width, initial-scale=1">
-<title>VisPlay run report: {{ name }}</title>
-<style>
+STYLE = """
 body { font-family: system-ui, sans-serif; margin: 0 auto; max-width: 1180px; padding: 16px 24px; color: #222; }
 h1 { font-size: 22px; margin-bottom: 4px; } h2 { font-size: 18px; margin-top: 32px; border-bottom: 1px solid #ddd; }
 .meta { color: #666; font-size: 13px; }
@@ -316,12 +313,23 @@ td.l, th.l { text-align: left; } tr.avg td { font-weight: 600; background: #fafa
 .card .raw { color: #777; font-family: monospace; white-space: pre-wrap; }
 .tag { display: inline-block; padding: 1px 6px; border-radius: 8px; background: #eee; margin-right: 4px; }
 .filters button { margin-right: 6px; } .filters button.on { font-weight: 700; }
-</style>
+h3 { font-size: 15px; margin-top: 20px; } #world td { white-space: nowrap; }
+"""
+
+TEMPLATE = r"""<!DOCTYPE html>
+<html lang="en">
+<head>
+<meta charset="utf-8">
+<meta name="viewport" content="width=device-width, initial-scale=1">
+<title>VisPlay run report: {{ name }}</title>
+<style>{{ style }}</style>
 </head>
 <body>
 <h1>VisPlay run report: {{ name }}</h1>
 <div class="meta">{{ run_dir }} · backend {{ backend }} · {{ done_iterations }} of {{ total_iterations }} iterations
 finished · written {{ now }}</div>
+{% if world %}{{ world }}
+<p class="note">The rest of this page is the run report of the loop run {{ run_dir }}.</p>{% endif %}
 
 <h2 id="status">Stages</h2>
 <table id="stage-table"><tr><th class="l">t</th>
@@ -409,17 +417,41 @@ document.querySelectorAll(".filters button").forEach(function (button) {
 """
 
 
-def render_html(data: RunData) -> str:
+WORLD_PAGE = r"""<!DOCTYPE html>
+<html lang="en">
+<head>
+<meta charset="utf-8">
+<meta name="viewport" content="width=device-width, initial-scale=1">
+<title>VisPlay in the controlled world</title>
+<style>{{ style }}</style>
+</head>
+<body>
+<h1>VisPlay in the controlled world</h1>
+<div class="meta">written {{ now }} · no loop run directory to report on</div>
+{{ world }}
+</body>
+</html>
+"""
+
+
+def _now() -> str:
+    return _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+
+
+def render_html(data: RunData, world: dict | None = None) -> str:
+    """The run report; `world`, a controlled-world results dict, adds its section at the top."""
     env = jinja2.Environment(autoescape=True, undefined=jinja2.StrictUndefined)
     markup = jinja2.utils.markupsafe.Markup  # the charts are built from escaped text already
     stages = stage_rows(data)
     page = env.from_string(TEMPLATE).render(
+        style=markup(STYLE),
+        world=markup(world_section(world)) if world else "",
         name=data.name,
         run_dir=str(data.run_dir),
         backend=data.manifest.get("backend") or data.recipe.get("backend") or "?",
         done_iterations=len(data.iterations),
         total_iterations=data.total_iterations,
-        now=_dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+        now=_now(),
         stages=stages,
         stage_cols=max((len(r["cells"]) for r in stages), default=1),
         has_eval=data.eval_results is not None,
@@ -436,19 +468,37 @@ def render_html(data: RunData) -> str:
     return page
 
 
+def render_world_page(world: dict) -> str:
+    """A page with the controlled-world section alone (no loop run to report on)."""
+    env = jinja2.Environment(autoescape=True, undefined=jinja2.StrictUndefined)
+    markup = jinja2.utils.markupsafe.Markup
+    return env.from_string(WORLD_PAGE).render(style=markup(STYLE), now=_now(), world=markup(world_section(world)))
+
+
 def write_report(
-    run_dir: str | Path,
+    run_dir: str | Path | None,
     out: str | Path | None = None,
     *,
     eval_dir: str | Path | None = None,
     gallery_per_iteration: int = 12,
     seed: int = 0,
+    world_results: dict | str | Path | None = None,
 ) -> Path:
-    """Write the report of `run_dir` (default `run_dir/report.html`) and return its path."""
-    data = collect(run_dir, eval_dir=eval_dir, gallery_per_iteration=gallery_per_iteration, seed=seed)
-    path = Path(out) if out else data.run_dir / "report.html"
-    atomic_write_text(path, render_html(data))
+    """Write the report of `run_dir` (default `run_dir/report.html`) and return its path.
+
+    `world_results`, a controlled-world results.json (its path or its dict), adds the ground-truth section at the
+    top; with no `run_dir` the page holds that section alone and `out` is required.
+    """
+    world = world_results if isinstance(world_results, dict | None) else load_results(world_results)
+    if run_dir is None:
+        if world is None or out is None:
+            raise ValueError("without a run directory, give world results and an output path")
+        path, page = Path(out), render_world_page(world)
+    else:
+        data = collect(run_dir, eval_dir=eval_dir, gallery_per_iteration=gallery_per_iteration, seed=seed)
+        path, page = Path(out) if out else data.run_dir / "report.html", render_html(data, world)
+    atomic_write_text(path, page)
     return path
 
 
-__all__ = ["render_html", "write_report"]
+__all__ = ["render_html", "render_world_page", "write_report"]

@@ -1,7 +1,8 @@
 """Inline SVG charts (line, grouped bars, histogram with a band) as strings: no plotting library, no JavaScript.
 
 Each chart is an `<svg class="chart" data-chart=NAME>` with a title, axes, ticks and a legend; every mark carries a
-`<title>` so hovering shows its value. Missing values (None/NaN) break a line instead of being drawn as zero.
+`<title>` so hovering shows its value. Missing values (None/NaN) break a line instead of being drawn as zero; a line's
+points may carry error bars (a spread such as the std over seeds).
 """
 
 from __future__ import annotations
@@ -141,9 +142,10 @@ def line_chart(
     height: int = 320,
     markers: bool = True,
 ) -> str:
-    """`series`: [{"label", "x": [...], "y": [...], "color"?, "dash"?}]. Points with a missing y break the line."""
+    """`series`: [{"label", "x": [...], "y": [...], "err"?: [...], "color"?, "dash"?}]. Points with a missing y break
+    the line; `err` draws y ± err as an error bar at each point where it is given and positive."""
     xs = [x for s in series for x, y in zip(s["x"], s["y"], strict=True) if _ok(y)]
-    ys = [y for s in series for y in s["y"] if _ok(y)]
+    ys = [v for s in series for y, e in _with_err(s) if _ok(y) for v in ((y - e, y + e) if e else (y,))]
     if not xs:
         return empty_chart(name, title, "no data", width)
     x0, x1 = min(xs), max(xs)
@@ -185,6 +187,11 @@ def line_chart(
                 current = []
         if current:
             segments.append(current)
+        err_text = {}
+        for x, (y, e) in zip(s["x"], _with_err(s), strict=True):
+            if _ok(y) and e:
+                err_text[x] = f" ± {_fmt(e)}"
+                f.parts.append(_error_bar(f, f.x(x), y, e, color))
         for seg in segments:
             pts = " ".join(f"{a:.1f},{b:.1f}" for a, b, _, _ in seg)
             f.parts.append(
@@ -195,11 +202,26 @@ def line_chart(
                 for a, b, x, y in seg:
                     f.parts.append(
                         f"<circle cx='{a:.1f}' cy='{b:.1f}' r='3.5' fill='{color}'><title>"
-                        f"{escape(s['label'])}: x={_fmt(x)}, {_fmt(y)}</title></circle>"
+                        f"{escape(s['label'])}: x={_fmt(x)}, {_fmt(y)}{err_text.get(x, '')}</title></circle>"
                     )
         legend.append((s["label"], color, "dash" if s.get("dash") else "line"))
     f.legend(legend)
     return f.render()
+
+
+def _with_err(series: dict) -> list[tuple[float | None, float]]:
+    """(y, err) per point of a line; err is 0 where the series has none (or a missing or negative one)."""
+    errs = series.get("err") or [None] * len(series["y"])
+    return [(y, e if _ok(e) and e > 0 else 0.0) for y, e in zip(series["y"], errs, strict=True)]
+
+
+def _error_bar(f: _Frame, xx: float, y: float, err: float, color: str) -> str:
+    """A vertical bar from y - err to y + err with caps, clipped to the frame."""
+    lo, hi = f.y(max(y - err, f.y0)), f.y(min(y + err, f.y1))
+    return (
+        f"<path class='errbar' d='M{xx - 4:.1f},{lo:.1f}h8M{xx:.1f},{lo:.1f}V{hi:.1f}M{xx - 4:.1f},{hi:.1f}h8' "
+        f"stroke='{color}' stroke-width='1.5' fill='none' opacity='0.8'/>"
+    )
 
 
 def bar_chart(

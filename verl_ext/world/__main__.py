@@ -22,8 +22,6 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--recipe", default=str(DEFAULT_RECIPE))
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                    help="override a recipe key (repeatable), e.g. --set reasoner.steps=8")  # fmt: skip
-    p.add_argument("--seed-images", type=int, default=d.seed_images, help="labeled seed-set images for the warm-up")
-    p.add_argument("--warmup-steps", type=int, default=d.warmup_steps)
     p.add_argument("--base-seed", type=int, default=d.base_seed, help="seed of the seed set and the warm-up")
     p.add_argument("--eval-size", type=int, default=d.eval_size, help="held-out labeled eval questions")
     p.add_argument("--eval-split", choices=("eval", "dev"), default=d.eval_split,
@@ -43,8 +41,6 @@ def main(argv: list[str] | None = None) -> int:
         seeds=args.seeds,
         first_seed=args.first_seed,
         iterations=args.iterations,
-        seed_images=args.seed_images,
-        warmup_steps=args.warmup_steps,
         base_seed=args.base_seed,
         eval_size=args.eval_size,
         eval_split=args.eval_split,

@@ -31,8 +31,6 @@ class ExperimentConfig:
     seeds: int = 3
     first_seed: int = 1
     iterations: int = 3  # T
-    seed_images: int = 256  # labeled seed-set images for the warm-up (x seedset.ITEMS_PER_SEED_IMAGE questions each)
-    warmup_steps: int = 600
     base_seed: int = 0  # seed of the seed set and the warm-up: one base model shared by every loop seed
     eval_size: int = 360  # held-out labeled questions (one per eval image; 20 per template)
     eval_split: str = "eval"  # "dev" for sizing pilots: keeps the eval set unseen
@@ -67,13 +65,19 @@ def load_world_recipe(cfg: ExperimentConfig, seed: int, base_model: str | None =
 
 
 def warmup_config(cfg: ExperimentConfig, recipe):
+    """The recipe's `model.warmup` (the labeled seed set and its SFT budget), seeded by `cfg.base_seed`."""
+    from verl_ext.evolve.recipe import RecipeError
     from verl_ext.local.warmup import WarmupConfig
 
+    settings = recipe.model.warmup
+    if settings.examples != SEED_SET:
+        raise RecipeError([f"model.warmup.examples: the world experiment needs {SEED_SET}, got {settings.examples!r}"])
     return WarmupConfig(
         seed=cfg.base_seed,
-        num_images=cfg.seed_images,
-        steps=cfg.warmup_steps,
-        examples=SEED_SET,
+        num_images=settings.num_images,
+        steps=settings.steps,
+        lr=settings.lr,
+        examples=settings.examples,
         min_pixels=recipe.images.min_pixels,
         max_pixels=recipe.images.max_pixels,
     )
@@ -260,8 +264,9 @@ def _prior_accuracy(cfg: ExperimentConfig, recipe, items: list[dict]) -> float |
 
     from .evaluate import prior_accuracy
 
+    warm = warmup_config(cfg, recipe)
     _, examples = build_examples(
-        cfg.seed_images, cfg.base_seed, recipe.prompts.questioner, recipe.prompts.reasoner, source=SEED_SET
+        warm.num_images, warm.seed, recipe.prompts.questioner, recipe.prompts.reasoner, source=warm.examples
     )
     return prior_accuracy(items, [e["item"] for e in examples])
 
@@ -328,14 +333,16 @@ def run_seed(cfg: ExperimentConfig, out: Path, seed: int, base_model: str, log: 
     for rec in iterations:
         rec["prior_accuracy"] = prior
     warm = json.loads((Path(base_model) / "warmup.json").read_text())
+    warm_cfg = warmup_config(cfg, recipe)
     result = {
         "seed": seed,
         "recipe": recipe.to_dict(),
         "seed_set": {
-            "images": cfg.seed_images,
+            "images": warm_cfg.num_images,
             "questions_per_image": ITEMS_PER_SEED_IMAGE,
             "examples": warm.get("examples"),
-            "warmup_steps": cfg.warmup_steps,
+            "warmup_steps": warm_cfg.steps,
+            "warmup_lr": warm_cfg.lr,
             "warmup_loss": warm.get("loss"),
             "base_seed": cfg.base_seed,
             "base_model": base_model,
@@ -379,7 +386,8 @@ def run_experiment(cfg: ExperimentConfig, out: str | Path, log: Callable[[str], 
     out.mkdir(parents=True, exist_ok=True)
     _atomic_json(out / "config.json", dataclasses.asdict(cfg))
     started = time.monotonic()
-    log(f"[world] base model: format warm-up on {cfg.seed_images} labeled seed-set images ({cfg.warmup_steps} steps)")
+    warm = warmup_config(cfg, load_world_recipe(cfg, cfg.base_seed))
+    log(f"[world] base model: format warm-up on {warm.num_images} labeled seed-set images ({warm.steps} steps)")
     base_model = build_base(cfg, log)
     base_seconds = round(time.monotonic() - started, 1)
     seeds = cfg.seed_list()
