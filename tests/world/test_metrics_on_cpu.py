@@ -113,3 +113,14 @@ def test_report_writes_json_markdown_plot_and_html(tmp_path, world_seed):
     # no loop run directory (tmp_path/seed_1/visplay): report.html is the world section alone
     html = (tmp_path / "report.html").read_text()
     assert html.startswith("<!DOCTYPE html>") and '<section id="world">' in html and 'id="stage-table"' not in html
+
+
+def test_time_line_names_a_cached_warm_up_by_its_build_time():
+    from verl_ext.world.report import time_line
+
+    results = {"config": {"jobs": 3}, "seed_set": {"warmup_seconds": 483.4}, "seconds": {"wall": 1196.0}}
+    cached = time_line({**results, "seconds": {"wall": 1196.0, "base_model": 0.1}})
+    assert "warm-up 483 s when built, taken from the cache" in cached and "Wall time 1196 s" in cached
+    built = time_line({**results, "seconds": {"wall": 1700.0, "base_model": 490.0}})
+    assert "base model (warm-up) 490 s" in built and "cache" not in built
+    assert "base model (warm-up) –" in time_line({"seconds": {}})

@@ -344,6 +344,7 @@ def run_seed(cfg: ExperimentConfig, out: Path, seed: int, base_model: str, log: 
             "warmup_steps": warm_cfg.steps,
             "warmup_lr": warm_cfg.lr,
             "warmup_loss": warm.get("loss"),
+            "warmup_seconds": warm.get("seconds"),  # when it was built (a cached base costs nothing on a re-run)
             "base_seed": cfg.base_seed,
             "base_model": base_model,
         },

@@ -136,9 +136,14 @@ def blind_baseline(results: dict) -> str:
 def time_line(results: dict) -> str:
     """How long it took: wall time, the base model's warm-up, and per seed the loop, control (b), evaluation."""
     sec = results.get("seconds") or {}
+    base, built = sec.get("base_model"), (results.get("seed_set") or {}).get("warmup_seconds")
+    if isinstance(base, (int, float)) and isinstance(built, (int, float)) and base < built / 2:
+        warmup = f"base model warm-up {_seconds(built)} when built, taken from the cache here"
+    else:
+        warmup = f"base model (warm-up) {_seconds(base)}"
     return (
         f"Wall time {_seconds(sec.get('wall'))} with {_text((results.get('config') or {}).get('jobs'))} "
-        f"process(es), base model (warm-up) {_seconds(sec.get('base_model'))}; per seed: loop "
+        f"process(es), {warmup}; per seed: loop "
         f"{_seconds(sec.get('loop'))}, control (b) {_seconds(sec.get('control'))}, "
         f"evaluation {_seconds(sec.get('eval'))}."
     )
