@@ -271,6 +271,16 @@ def _prior_accuracy(cfg: ExperimentConfig, recipe, items: list[dict]) -> float |
     return prior_accuracy(items, [e["item"] for e in examples])
 
 
+def evaluate_base(cfg: ExperimentConfig, out: Path, base_model: str, log) -> dict:
+    """Control (a), the base model on the eval set: one evaluation shared by every seed (the settings do not depend
+    on the loop seed), cached in `out/eval/base.json`."""
+    from .data import eval_items
+
+    recipe = load_world_recipe(cfg, cfg.base_seed, base_model)
+    items = eval_items(cfg.eval_size, split=cfg.eval_split)
+    return evaluate_cached(base_model, items, eval_settings(cfg, recipe), out / "eval" / "base.json", log)
+
+
 def _stage_seconds(run_dir: Path) -> dict:
     manifest = json.loads((run_dir / "manifest.json").read_text())
     return {key: rec.get("seconds") for key, rec in manifest["stages"].items()}
@@ -310,7 +320,7 @@ def run_seed(cfg: ExperimentConfig, out: Path, seed: int, base_model: str, log: 
 
     items = eval_items(cfg.eval_size, split=cfg.eval_split)
     settings = eval_settings(cfg, recipe)
-    base = evaluate_cached(base_model, items, settings, Path(out) / "eval" / "base.json", log)  # one base: shared
+    base = evaluate_base(cfg, Path(out), base_model, log)
     band = (recipe.filter.low, recipe.filter.high)
     iterations = [{"t": 0, "accuracy": {arm: _brief_accuracy(base) for arm in ARMS}}]
     for t in range(1, recipe.iterations + 1):
@@ -391,6 +401,7 @@ def run_experiment(cfg: ExperimentConfig, out: str | Path, log: Callable[[str], 
     log(f"[world] base model: format warm-up on {warm.num_images} labeled seed-set images ({warm.steps} steps)")
     base_model = build_base(cfg, log)
     base_seconds = round(time.monotonic() - started, 1)
+    evaluate_base(cfg, out, base_model, log)  # once, before the seeds fork (each would otherwise evaluate it)
     seeds = cfg.seed_list()
     if cfg.jobs > 1 and len(seeds) > 1:
         import multiprocessing as mp
