@@ -1,7 +1,8 @@
 """The labeled seed set: templated questions with their true answers on seed-split images, for the format warm-up.
 
 The analogue of an Instruct model's labeled data: used once, before the loop, through the warm-up hook
-`WarmupConfig.examples = "verl_ext.world.seedset:seed_items"`. Its source (and WARMUP_DEPENDS) keys the warm-up cache.
+(`model.warmup.examples: verl_ext.world.seedset:seed_items` in recipes/tiny-world.yaml). Its source (and
+WARMUP_DEPENDS) keys the warm-up cache.
 """
 
 from __future__ import annotations
