@@ -316,17 +316,22 @@ td.l, th.l { text-align: left; } tr.avg td { font-weight: 600; background: #fafa
 h3 { font-size: 15px; margin-top: 20px; } #world td { white-space: nowrap; }
 """
 
-TEMPLATE = r"""<!DOCTYPE html>
+# Both pages (the run report, the world section alone) open with this head.
+HEAD = r"""<!DOCTYPE html>
 <html lang="en">
 <head>
 <meta charset="utf-8">
 <meta name="viewport" content="width=device-width, initial-scale=1">
-<title>VisPlay run report: {{ name }}</title>
+<title>{{ title }}</title>
 <style>{{ style }}</style>
 </head>
 <body>
-<h1>VisPlay run report: {{ name }}</h1>
-<div class="meta">{{ run_dir }} · backend {{ backend }} · {{ done_iterations }} of {{ total_iterations }} iterations
+<h1>{{ title }}</h1>
+"""
+
+TEMPLATE = (
+    HEAD
+    + r"""<div class="meta">{{ run_dir }} · backend {{ backend }} · {{ done_iterations }} of {{ total_iterations }} iterations
 finished · written {{ now }}</div>
 {% if world %}{{ world }}
 <p class="note">The rest of this page is the run report of the loop run {{ run_dir }}.</p>{% endif %}
@@ -415,23 +420,17 @@ document.querySelectorAll(".filters button").forEach(function (button) {
 </body>
 </html>
 """
+)
 
 
-WORLD_PAGE = r"""<!DOCTYPE html>
-<html lang="en">
-<head>
-<meta charset="utf-8">
-<meta name="viewport" content="width=device-width, initial-scale=1">
-<title>VisPlay in the controlled world</title>
-<style>{{ style }}</style>
-</head>
-<body>
-<h1>VisPlay in the controlled world</h1>
-<div class="meta">written {{ now }} · no loop run directory to report on</div>
+WORLD_PAGE = (
+    HEAD
+    + r"""<div class="meta">written {{ now }} · no loop run directory to report on</div>
 {{ world }}
 </body>
 </html>
 """
+)
 
 
 def _now() -> str:
@@ -444,9 +443,9 @@ def render_html(data: RunData, world: dict | None = None) -> str:
     markup = jinja2.utils.markupsafe.Markup  # the charts are built from escaped text already
     stages = stage_rows(data)
     page = env.from_string(TEMPLATE).render(
+        title=f"VisPlay run report: {data.name}",
         style=markup(STYLE),
         world=markup(world_section(world)) if world else "",
-        name=data.name,
         run_dir=str(data.run_dir),
         backend=data.manifest.get("backend") or data.recipe.get("backend") or "?",
         done_iterations=len(data.iterations),
@@ -472,7 +471,9 @@ def render_world_page(world: dict) -> str:
     """A page with the controlled-world section alone (no loop run to report on)."""
     env = jinja2.Environment(autoescape=True, undefined=jinja2.StrictUndefined)
     markup = jinja2.utils.markupsafe.Markup
-    return env.from_string(WORLD_PAGE).render(style=markup(STYLE), now=_now(), world=markup(world_section(world)))
+    return env.from_string(WORLD_PAGE).render(
+        title="VisPlay in the controlled world", style=markup(STYLE), now=_now(), world=markup(world_section(world))
+    )
 
 
 def write_report(
