@@ -331,8 +331,9 @@ HEAD = r"""<!DOCTYPE html>
 
 TEMPLATE = (
     HEAD
-    + r"""<div class="meta">{{ run_dir }} · backend {{ backend }} · {{ done_iterations }} of {{ total_iterations }}
-iterations finished · written {{ now }}</div>
+    + r"""<div class="meta">{{ run_dir }} · backend {{ backend }} · """
+    + r"""{{ done_iterations }} of {{ total_iterations }} iterations
+finished · written {{ now }}</div>
 {% if world %}{{ world }}
 <p class="note">The rest of this page is the run report of the loop run {{ run_dir }}.</p>{% endif %}
 
