@@ -58,7 +58,7 @@ style:
 	$(PYTHON) -m ruff format verl_ext tests benchmarks
 
 evolve:
-	$(PYTHON) -m verl_ext.evolve --recipe recipes/$(MODEL).yaml $(if $(RUN_DIR),--run-dir $(RUN_DIR)) \
+	$(PYTHON) -m verl_ext evolve --recipe recipes/$(MODEL).yaml $(if $(RUN_DIR),--run-dir $(RUN_DIR)) \
 		$(if $(filter 1 true yes,$(DRY_RUN)),--dry-run) $(EVOLVE_ARGS)
 
 eval:

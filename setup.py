@@ -41,7 +41,7 @@ setup(
     long_description=(HERE / "README.md").read_text() if (HERE / "README.md").exists() else "",
     long_description_content_type="text/markdown",
     packages=find_packages(include=["verl_ext", "verl_ext.*"]),
-    package_data={"verl_ext": ["config/*.yaml", "prompts/*.jinja"]},
+    package_data={"verl_ext": ["plugins/config/*.yaml", "prompts/*.jinja"]},
     include_package_data=True,
     python_requires=">=3.10",
     install_requires=install_requires,

@@ -38,7 +38,7 @@ case "$REASONER_HOSTING" in
     *) echo "REASONER_HOSTING must be own_pool, colocated or external" >&2; exit 2 ;;
 esac
 
-python3 -m verl_ext.main_visplay --config-name questioner \
+python3 -m verl_ext.plugins.main_visplay --config-name questioner \
     data.train_files="$TRAIN_FILE" \
     data.train_batch_size=${train_batch_size} \
     actor_rollout_ref.model.path="$MODEL_PATH" \

@@ -18,7 +18,7 @@ ppo_mini_batch_size=128
 max_response_length=4096
 total_steps=20
 
-python3 -m verl_ext.main_visplay --config-name reasoner \
+python3 -m verl_ext.plugins.main_visplay --config-name reasoner \
     data.train_files="$TRAIN_FILE" \
     data.val_files="$VAL_FILE" \
     data.train_batch_size=${train_batch_size} \

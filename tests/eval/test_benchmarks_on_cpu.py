@@ -9,7 +9,7 @@ from PIL import Image
 
 from verl_ext.eval.benchmarks import BENCHMARKS, DEFAULT_BENCHMARKS, Benchmark, get_benchmark, register_benchmark
 from verl_ext.eval.data import DataError, DataSource, load_items, load_rows, resolve_image
-from verl_ext.testkit.benchmarks import (
+from verl_ext.tiny.benchmarks import (
     BENCHMARK_NAMES,
     SPLITS,
     benchmark_rows,

@@ -13,7 +13,7 @@ import pytest
 from verl_ext.eval import runner
 from verl_ext.eval.__main__ import main
 from verl_ext.eval.benchmarks import DEFAULT_BENCHMARKS
-from verl_ext.testkit.benchmarks import benchmark_rows
+from verl_ext.tiny.benchmarks import benchmark_rows
 
 
 @pytest.fixture

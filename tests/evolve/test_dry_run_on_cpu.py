@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
+from verl_ext.cli import evolve as main
 from verl_ext.evolve import commands
-from verl_ext.evolve.__main__ import main
 from verl_ext.evolve.recipe import load_recipe
 from verl_ext.evolve.stages import build_plan
 
@@ -54,7 +54,7 @@ def test_dry_run_prints_complete_commands(name, tmp_path, capsys, monkeypatch):
     run = run.resolve()
 
     q1 = _overrides(blocks["1:questioner"])
-    assert _argv(blocks["1:questioner"])[1:5] == ["-m", "verl_ext.main_visplay", "--config-name", "questioner"]
+    assert _argv(blocks["1:questioner"])[1:5] == ["-m", "verl_ext.plugins.main_visplay", "--config-name", "questioner"]
     expected = {
         "actor_rollout_ref.model.path": base,  # iteration 1: both roles start from the base model
         "reward.reward_model.model_path": base,
@@ -97,7 +97,7 @@ def test_dry_run_prints_complete_commands(name, tmp_path, capsys, monkeypatch):
     assert merge[8:] == ["--target_dir", str(run / ".work/iter_2/questioner_merge")]
 
     gen = _argv(blocks["2:generate"])
-    assert gen[1:4] == ["-m", "verl_ext.evolve.infer", "generate"]
+    assert gen[1:4] == ["-m", "verl_ext.inference", "generate"]
     assert gen[gen.index("--model") + 1] == str(run / "iter_2/questioner_merge")
     assert gen[gen.index("--num-questions") + 1] == "8000"  # N
     assert gen[gen.index("--top-p") + 1] == "0.95"
@@ -129,8 +129,8 @@ def test_bad_recipe_exits_with_the_key(tmp_path, capsys):
 
 @pytest.mark.slow  # ~20 s: composes verl's full ppo_trainer config twice and imports the verl entry point
 def test_overrides_compose_with_the_stage_configs():
-    """Every printed override is a key of verl_ext/config/{questioner,reasoner}.yaml (Hydra refuses unknown keys),
-    lands with the intended value, and passes the entry point's own config checks."""
+    """Every printed override is a key of verl_ext/plugins/config/{questioner,reasoner}.yaml (Hydra refuses unknown
+    keys), lands with the intended value, and passes the entry point's own config checks."""
     hydra = pytest.importorskip("hydra")
     from hydra import compose, initialize_config_dir
 
@@ -140,7 +140,7 @@ def test_overrides_compose_with_the_stage_configs():
     q_ov = commands.questioner_overrides(recipe, plan["2:questioner"], resolve=keep)
     r_ov = commands.reasoner_overrides(recipe, plan["2:reasoner"], resolve=keep)
     assert hydra
-    with initialize_config_dir(config_dir=str(ROOT / "verl_ext/config"), version_base=None):
+    with initialize_config_dir(config_dir=str(ROOT / "verl_ext/plugins/config"), version_base=None):
         cq = compose(config_name="questioner", overrides=[commands._ov(k, v) for k, v in q_ov])
         cr = compose(config_name="reasoner", overrides=[commands._ov(k, v) for k, v in r_ov])
     for cfg, overrides in ((cq, q_ov), (cr, r_ov)):
@@ -151,7 +151,7 @@ def test_overrides_compose_with_the_stage_configs():
             got = list(node) if key == "trainer.logger" else node
             assert got == value, key
     assert cq.reward.reward_model.rollout.response_length == recipe.questioner.reasoner_max_tokens
-    from verl_ext.main_visplay import check_config
+    from verl_ext.plugins.main_visplay import check_config
 
     check_config(cq)
     check_config(cr)

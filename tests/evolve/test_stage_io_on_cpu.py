@@ -58,8 +58,8 @@ def test_loop_process_never_imports_torch_verl_or_vllm():
     root = Path(__file__).resolve().parents[2]
     code = (
         "import sys, io, contextlib\n"
-        "from verl_ext.evolve.__main__ import main\n"
-        "import verl_ext.evolve.infer, verl_ext.evolve.verl_backend\n"
+        "from verl_ext.cli import evolve as main\n"
+        "import verl_ext.inference.offline, verl_ext.evolve.verl_backend\n"
         "with contextlib.redirect_stdout(io.StringIO()):\n"
         "    assert main(['--recipe', 'recipes/qwen2.5-vl-7b.yaml', '--dry-run', '--run-dir', sys.argv[1]]) == 0\n"
         "heavy = sorted(m for m in ('torch', 'verl', 'vllm', 'transformers') if m in sys.modules)\n"

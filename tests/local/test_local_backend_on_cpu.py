@@ -104,7 +104,7 @@ def test_grpo_resumes_from_its_last_checkpoint(warmed, synthetic_images, tmp_pat
     from verl_ext.local.rewards import ReasonerReward
     from verl_ext.local.warmup import scene_questions
     from verl_ext.prompts import render_reasoner_prompt
-    from verl_ext.testkit.images import png_bytes
+    from verl_ext.tiny.images import png_bytes
 
     path, _ = warmed
     rng = random.Random(0)

@@ -1,4 +1,4 @@
-"""The real tiny loop (local backend, `python -m verl_ext.evolve`), SIGKILLed in the middle of questioner training,
+"""The real tiny loop (local backend, `python -m verl_ext evolve`), SIGKILLed in the middle of questioner training,
 resumes at that stage and ends with the same artifacts, in count and content, as an uninterrupted run."""
 
 import hashlib
@@ -20,7 +20,7 @@ OVERRIDES = ["iterations=1", "images.max_images=8", "generation.num_questions=12
 
 
 def _command(run_dir: Path, base_model: Path) -> list[str]:
-    argv = [sys.executable, "-m", "verl_ext.evolve", "--recipe", str(ROOT / "recipes/tiny.yaml")]
+    argv = [sys.executable, "-m", "verl_ext", "evolve", "--recipe", str(ROOT / "recipes/tiny.yaml")]
     argv += ["--run-dir", str(run_dir)]
     for override in [*OVERRIDES, f"model.base={base_model}"]:
         argv += ["--set", override]

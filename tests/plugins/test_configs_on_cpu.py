@@ -11,9 +11,9 @@ from hydra import compose, initialize_config_dir
 from omegaconf import OmegaConf, open_dict
 
 import verl_ext
-from verl_ext.main_visplay import check_config
+from verl_ext.plugins.main_visplay import check_config
 
-CONFIG_DIR = Path(verl_ext.__file__).resolve().parent / "config"
+CONFIG_DIR = Path(verl_ext.__file__).resolve().parent / "plugins" / "config"
 REPO = Path(__file__).resolve().parents[2]
 
 
@@ -29,14 +29,14 @@ def test_questioner_config_lands_where_verl_reads_it():
     assert cfg.trainer.v1.trainer_mode == "visplay_sync"
     # reward manager: verl.trainer.ppo.reward.resolve_reward_manager_cls reads reward.reward_manager.*
     assert cfg.reward.reward_manager.source == "importlib"
-    assert cfg.reward.reward_manager.module.path == "pkg://verl_ext.reward_manager"
+    assert cfg.reward.reward_manager.module.path == "pkg://verl_ext.plugins.reward_manager"
     assert cfg.reward.reward_manager.name == "QuestionerRewardManager"
     # with a reward model enabled, RewardLoopWorker.compute_score only reaches run_single when a path is set
-    assert cfg.reward.custom_reward_function.path == "pkg://verl_ext.reward_functions"
+    assert cfg.reward.custom_reward_function.path == "pkg://verl_ext.plugins.reward_functions"
     # the legacy top-level keys are ignored by verl 0.9.1's main_ppo: they must stay empty
     assert cfg.custom_reward_function.path is None and cfg.reward_model.reward_manager is None
     # dataset: get_dataset_class reads data.custom_cls.*
-    assert cfg.data.custom_cls.path == "pkg://verl_ext.datasets"
+    assert cfg.data.custom_cls.path == "pkg://verl_ext.plugins.datasets"
     assert cfg.data.custom_cls.name == "QuestionerDataset"
     # GRPO defaults of the reference run
     assert cfg.algorithm.adv_estimator == "grpo"
@@ -64,7 +64,7 @@ def test_reasoner_config_lands_where_verl_reads_it():
     cfg = _compose("reasoner")
     assert cfg.trainer.v1.trainer_mode == "visplay_sync"
     assert cfg.reward.reward_manager.source == "register" and cfg.reward.reward_manager.name == "naive"
-    assert cfg.reward.custom_reward_function.path == "pkg://verl_ext.reward_functions"
+    assert cfg.reward.custom_reward_function.path == "pkg://verl_ext.plugins.reward_functions"
     assert cfg.reward.custom_reward_function.name == "reasoner_compute_score"
     assert cfg.reward.custom_reward_function.reward_kwargs.format_weight == 0.1
     assert cfg.reward.reward_model.enable is False
@@ -77,8 +77,8 @@ def test_verl_loads_our_plugins_from_the_composed_config():
     from verl.trainer.ppo.reward import get_custom_reward_fn, resolve_reward_manager_cls
     from verl.utils.dataset.rl_dataset import get_dataset_class
 
-    from verl_ext.datasets import QuestionerDataset, ReasonerDataset
-    from verl_ext.reward_manager import QuestionerRewardManager
+    from verl_ext.plugins.datasets import QuestionerDataset, ReasonerDataset
+    from verl_ext.plugins.reward_manager import QuestionerRewardManager
 
     questioner, reasoner = _compose("questioner"), _compose("reasoner")
     assert resolve_reward_manager_cls(questioner) is QuestionerRewardManager
@@ -136,7 +136,7 @@ def _cfg_job(args, env=None):
 
 @pytest.mark.slow
 def test_run_scripts_print_the_composed_config(tmp_path):
-    """The example and smoke scripts end in `python -m verl_ext.main_visplay --config-name <stage> ... "$@"`:
+    """The example and smoke scripts end in `python -m verl_ext.plugins.main_visplay --config-name <stage> ... "$@"`:
     with `--cfg job` they print the composed config on a CPU machine, which also proves every override they pass
     exists in verl 0.9.1's schema. One process per script, side by side."""
     env = {"MODEL_PATH": "/models/qwen-vl", "REASONER_HOSTING": "external", "REASONER_URL": "http://h:8000/v1"}

@@ -10,9 +10,9 @@ from omegaconf import OmegaConf
 from PIL import Image
 
 from verl_ext import image_io
-from verl_ext.datasets import QuestionerDataset, ReasonerDataset, load_image
+from verl_ext.plugins.datasets import QuestionerDataset, ReasonerDataset, load_image
 from verl_ext.prompts import render_questioner_prompt
-from verl_ext.testkit.images import image_id, make_images, png_bytes
+from verl_ext.tiny.images import image_id, make_images, png_bytes
 
 
 @pytest.fixture(scope="module")

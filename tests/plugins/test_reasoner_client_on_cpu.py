@@ -10,7 +10,7 @@ from aiohttp import web
 from aiohttp.test_utils import TestServer
 from PIL import Image
 
-from verl_ext.reasoner_client import ReasonerClient, normalize_base_url
+from verl_ext.plugins.reasoner_client import ReasonerClient, normalize_base_url
 
 
 class Scripted:
@@ -152,7 +152,7 @@ def test_real_tiny_vlm_endpoint_returns_m_samples(tiny_vlm_server, synthetic_ima
 
 
 async def test_reward_manager_votes_on_what_came_back_and_counts_missing_answers():
-    from verl_ext.reward_manager import QuestionerRewardSettings, score_question
+    from verl_ext.plugins.reward_manager import QuestionerRewardSettings, score_question
     from verl_ext.visplay import questioner_reward
 
     question = "<type>numerical</type><question>How many dots?</question><answer>3</answer>"

@@ -19,12 +19,12 @@ import torch
 from omegaconf import OmegaConf
 
 import verl_ext
-from verl_ext.reasoner_client import ReasonerClient
-from verl_ext.reward_manager import EXTRA_INFO_KEYS, QuestionerRewardSettings, find_image, score_question
-from verl_ext.trainer import PenaltySettings, compute_questioner_rewards
+from verl_ext.plugins.reasoner_client import ReasonerClient
+from verl_ext.plugins.reward_manager import EXTRA_INFO_KEYS, QuestionerRewardSettings, find_image, score_question
+from verl_ext.plugins.trainer import PenaltySettings, compute_questioner_rewards
 from verl_ext.visplay import questioner_reward
 
-CONFIG_DIR = Path(verl_ext.__file__).resolve().parent / "config"
+CONFIG_DIR = Path(verl_ext.__file__).resolve().parent / "plugins" / "config"
 QUESTION = "<type>numerical</type><question>How many shapes are in the image?</question><answer>3</answer>"
 ROLLOUTS = [
     QUESTION,
@@ -66,7 +66,7 @@ def rollout_batch(tiny_vlm_path, tokenizer, image_parquet, tmp_path_factory):
     from verl import DataProto
     from verl.utils import hf_processor
 
-    from verl_ext.datasets import QuestionerDataset
+    from verl_ext.plugins.datasets import QuestionerDataset
 
     config = OmegaConf.create(
         {"cache_dir": str(tmp_path_factory.mktemp("c")), "min_pixels": 3136, "max_pixels": 12544}
@@ -206,7 +206,7 @@ def test_user_endpoint_through_a_reward_loop_worker(local_ray, tiny_vlm_path, ti
 
 
 def test_manager_refuses_a_config_verl_would_route_past_it(tiny_vlm_path, tokenizer):
-    from verl_ext.reward_manager import QuestionerRewardManager
+    from verl_ext.plugins.reward_manager import QuestionerRewardManager
 
     config = _compose(_base_overrides(tiny_vlm_path) + ["reward.custom_reward_function.path=null"])
     with pytest.raises(ValueError, match="custom_reward_function.path"):
@@ -244,7 +244,7 @@ def test_bad_rollouts_and_a_dead_reasoner_have_clear_rules(synthetic_images):
     assert none["vp_valid"] == 0.0 and none["vp_empty_response"] == 1.0
     assert no_image["vp_image_missing"] == 1.0
     # a dead reasoner fails the step in the trainer hook: never a silent zero reward
-    from verl_ext.reasoner_client import ReasonerEndpointError
+    from verl_ext.plugins.reasoner_client import ReasonerEndpointError
 
     with pytest.raises(ReasonerEndpointError, match="unreachable"):
         compute_questioner_rewards([dead, garbled], PenaltySettings())

@@ -16,12 +16,12 @@ import pytest
 import torch
 
 import verl_ext
-from verl_ext.reasoner_client import ReasonerEndpointError
-from verl_ext.reward_manager import EXTRA_INFO_DEFAULTS
-from verl_ext.trainer import PenaltySettings, compute_questioner_rewards
+from verl_ext.plugins.reasoner_client import ReasonerEndpointError
+from verl_ext.plugins.reward_manager import EXTRA_INFO_DEFAULTS
+from verl_ext.plugins.trainer import PenaltySettings, compute_questioner_rewards
 from verl_ext.visplay import questioner_reward, repetition_penalty
 
-CONFIG_DIR = Path(verl_ext.__file__).resolve().parent / "config"
+CONFIG_DIR = Path(verl_ext.__file__).resolve().parent / "plugins" / "config"
 
 QUESTIONS = [
     "How many red circles are in the image?",
@@ -120,7 +120,7 @@ def trainer(tiny_vlm_path):
     try:
         from verl.utils import hf_tokenizer
 
-        from verl_ext.trainer import VisPlayTrainer
+        from verl_ext.plugins.trainer import VisPlayTrainer
 
         instance = VisPlayTrainer(config)
         instance.tokenizer = hf_tokenizer(str(tiny_vlm_path))
@@ -228,7 +228,7 @@ def test_colocated_layout_through_verls_reward_write_back(trainer):
     import ray
     from verl.experimental.reward_loop.reward_loop import RewardLoopManager
 
-    from verl_ext.reward_manager import QuestionerRewardManager
+    from verl_ext.plugins.reward_manager import QuestionerRewardManager
 
     infos = _infos()
     by_marker = {f"sample-{i}": info for i, info in enumerate(infos)}
@@ -300,10 +300,10 @@ def test_reasoner_stage_logs_reward_sub_scores(trainer):
 def test_task_runner_registers_the_trainer_inside_its_actor(trainer, monkeypatch):
     import ray
 
-    from verl_ext.main_visplay import VisPlayTaskRunner
+    from verl_ext.plugins.main_visplay import VisPlayTaskRunner
 
-    # under `python -m verl_ext.main_visplay` the class lives in __main__, so Ray pickles it by value and none of
-    # our module-level imports run in the actor: registration must happen in `run` (register_plugins)
+    # under `python -m verl_ext.plugins.main_visplay` the class lives in __main__, so Ray pickles it by value and none
+    # of our module-level imports run in the actor: registration must happen in `run` (register_plugins)
     monkeypatch.setattr(VisPlayTaskRunner, "__module__", "__main__")
 
     def probe(self):
@@ -311,7 +311,7 @@ def test_task_runner_registers_the_trainer_inside_its_actor(trainer, monkeypatch
 
         from verl.trainer.ppo.v1 import get_trainer_cls
 
-        imported_before = "verl_ext.trainer" in sys.modules
+        imported_before = "verl_ext.plugins.trainer" in sys.modules
         self.register_plugins()
         return imported_before, get_trainer_cls("visplay_sync").__name__
 

@@ -23,7 +23,7 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from verl_ext.report.render import write_report
+from verl_ext.world.results import write_html_report
 
 CHROMIUM = next(
     (
@@ -214,7 +214,7 @@ async def _drive(ws_url: str, page_url: str, screenshot: Path) -> dict:
 
 
 def test_report_renders_in_headless_chromium(report_run, world_results, tmp_path):
-    page = write_report(report_run, tmp_path / "report.html", world_results=world_results)
+    page = write_html_report(world_results, report_run, tmp_path / "report.html")
     screenshot = tmp_path / "report.png"
     with Chromium(tmp_path / "profile") as browser:
         checks = asyncio.run(_drive(browser.new_page_ws(), page.resolve().as_uri(), screenshot))

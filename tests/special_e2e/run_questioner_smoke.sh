@@ -10,9 +10,9 @@ REASONER_PATH=${REASONER_PATH:-$MODEL_PATH}
 WORK_DIR=${WORK_DIR:-$(mktemp -d -t visplay_questioner_smoke.XXXXXX)}
 TOTAL_STEPS=${TOTAL_STEPS:-2}
 
-python3 -c "from verl_ext.testkit.images import write_image_parquet; write_image_parquet('$WORK_DIR/images.parquet', n=32, seed=0, size=(224, 224))"
+python3 -c "from verl_ext.tiny.images import write_image_parquet; write_image_parquet('$WORK_DIR/images.parquet', n=32, seed=0, size=(224, 224))"
 
-python3 -m verl_ext.main_visplay --config-name questioner \
+python3 -m verl_ext.plugins.main_visplay --config-name questioner \
     data.train_files="$WORK_DIR/images.parquet" \
     data.train_batch_size=8 \
     data.max_prompt_length=1024 \

@@ -14,7 +14,7 @@ import sys
 
 import pandas as pd
 
-from verl_ext.testkit.images import make_images, png_bytes
+from verl_ext.tiny.images import make_images, png_bytes
 
 rows = []
 for image, scene in make_images(32, seed=0, size=(224, 224)):
@@ -30,7 +30,7 @@ for image, scene in make_images(32, seed=0, size=(224, 224)):
 pd.DataFrame(rows).to_parquet(sys.argv[1])
 PY
 
-python3 -m verl_ext.main_visplay --config-name reasoner \
+python3 -m verl_ext.plugins.main_visplay --config-name reasoner \
     data.train_files="$WORK_DIR/pseudo_labels.parquet" \
     data.train_batch_size=8 \
     data.max_prompt_length=1024 \

@@ -97,10 +97,10 @@ def test_spread_aggregate_and_entropy():
 
 def test_report_writes_json_markdown_plot_and_html(tmp_path, world_seed):
     from verl_ext.world.experiment import ExperimentConfig
-    from verl_ext.world.report import write_report
+    from verl_ext.world.results import write_outputs
 
     cfg = ExperimentConfig(seeds=2, iterations=2)
-    results = write_report(cfg, [world_seed(1, 0.01), world_seed(2, 0.03)], tmp_path, wall_seconds=42.0)
+    results = write_outputs(cfg, [world_seed(1, 0.01), world_seed(2, 0.03)], tmp_path, wall_seconds=42.0)
     saved = json.loads((tmp_path / "results.json").read_text())
     assert saved["seeds"] == [1, 2] and saved == json.loads(json.dumps(results))
     final = saved["summary"][-1]
@@ -116,7 +116,7 @@ def test_report_writes_json_markdown_plot_and_html(tmp_path, world_seed):
 
 
 def test_time_line_names_a_cached_warm_up_by_its_build_time():
-    from verl_ext.world.report import time_line
+    from verl_ext.world.results import time_line
 
     results = {"config": {"jobs": 3}, "seed_set": {"warmup_seconds": 483.4}, "seconds": {"wall": 1196.0}}
     cached = time_line({**results, "seconds": {"wall": 1196.0, "base_model": 0.1}})

@@ -138,9 +138,9 @@ def test_world_image_source_of_the_loop(tmp_path):
     from verl_ext.world.experiment import DEFAULT_RECIPE
 
     recipe = load_recipe(DEFAULT_RECIPE, overrides=["images.max_images=6"])
-    assert recipe.images.source == "world"
+    assert recipe.images.source == "generator" and recipe.images.path == "verl_ext.world.data:write_unlabeled_parquet"
     summary = prepare_images(recipe.images, tmp_path / "images.parquet", seed=4)
-    assert summary == {"images": 6, "source": "world"}
+    assert summary == {"images": 6, "source": "verl_ext.world.data:write_unlabeled_parquet"}
     ids = pq.read_table(tmp_path / "images.parquet").column("id").to_pylist()
     assert ids[0] == "world-unlabeled-4-00000"
     with pytest.raises(RecipeError, match="images.max_images"):

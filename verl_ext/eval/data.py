@@ -186,7 +186,7 @@ def testkit_data_root(cache_dir: str | Path | None = None) -> Path:
     """The test kit's benchmark fixtures, written once into a cache folder (offline stand-ins for CI and demos)."""
     import hashlib
 
-    from verl_ext.testkit import benchmarks as kit
+    from verl_ext.tiny import benchmarks as kit
 
     digest = hashlib.sha256(Path(kit.__file__).read_bytes()).hexdigest()[:12]  # a changed kit writes a new folder
     cache = Path(cache_dir or os.environ.get("VISPLAY_CACHE", Path.home() / ".cache" / "visplay"))

@@ -1,7 +1,7 @@
 """Greedy decoding of benchmark prompts with the reasoner prompt, on the loop's own inference engines.
 
-`hf`: `verl_ext.evolve.infer.HFEngine` (model + processor as generation and pseudo-labelling load them), batched
-`generate` with sampling off. `vllm`: `infer.VLLMEngine` at temperature 0, run in a child process per checkpoint
+`hf`: `verl_ext.inference.engines.HFEngine` (model + processor as generation and pseudo-labelling load them), batched
+`generate` with sampling off. `vllm`: `engines.VLLMEngine` at temperature 0, run in a child process per checkpoint
 (`python -m verl_ext.eval.generate`), so each checkpoint's GPU memory is returned when it ends. Images go through
 `verl_ext.image_io.load_image` with the run's pixel bounds; a question with several images (MMMU) gets them side by
 side in one image, as the single-image engines and the reasoner's training prompt expect.
@@ -89,10 +89,10 @@ def combine_images(images: list, cfg: GenerationConfig):
 
 
 class HFGreedy:
-    """Greedy, batched HF `generate` on the model `infer.HFEngine` loads (float32 on CPU, bfloat16 on GPU)."""
+    """Greedy, batched HF `generate` on the model `engines.HFEngine` loads (float32 on CPU, bfloat16 on GPU)."""
 
     def __init__(self, model_path: str, cfg: GenerationConfig):
-        from verl_ext.evolve.infer import HFEngine
+        from verl_ext.inference.engines import HFEngine
 
         self.cfg = cfg
         self.engine = HFEngine(model_path, trust_remote_code=cfg.trust_remote_code, batch_size=cfg.batch_size)
@@ -103,7 +103,7 @@ class HFGreedy:
         self.generation_config = gen
 
     def __call__(self, prompts: list[str], images: list) -> list[str]:
-        from verl_ext.evolve.infer import _messages
+        from verl_ext.inference.engines import chat_messages
 
         eng, torch = self.engine, self.engine.torch
         order = sorted(range(len(prompts)), key=lambda i: len(prompts[i]))  # similar lengths share a batch
@@ -111,7 +111,9 @@ class HFGreedy:
         for start in range(0, len(order), self.cfg.batch_size):
             idx = order[start : start + self.cfg.batch_size]
             texts = [
-                eng.processor.apply_chat_template(_messages(prompts[i]), add_generation_prompt=True, tokenize=False)
+                eng.processor.apply_chat_template(
+                    chat_messages(prompts[i]), add_generation_prompt=True, tokenize=False
+                )
                 for i in idx
             ]
             inputs = eng.processor(
@@ -131,7 +133,7 @@ class HFGreedy:
 
 class VLLMGreedy:
     def __init__(self, model_path: str, cfg: GenerationConfig):
-        from verl_ext.evolve.infer import VLLMEngine
+        from verl_ext.inference.engines import VLLMEngine
 
         self.cfg = cfg
         self.engine = VLLMEngine(
@@ -143,7 +145,7 @@ class VLLMGreedy:
         )
 
     def __call__(self, prompts: list[str], images: list) -> list[str]:
-        from verl_ext.evolve.infer import Request, Sampling
+        from verl_ext.inference.engines import Request, Sampling
 
         requests = [Request(p, im) for p, im in zip(prompts, images, strict=True)]
         greedy = Sampling(n=1, temperature=0.0, top_p=1.0, top_k=-1, max_new_tokens=self.cfg.max_new_tokens)

@@ -16,9 +16,17 @@ from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass, field
 
+from verl_ext.openai_client import (
+    PermanentError,
+    RetryPolicy,
+    SyncChatClient,
+    TransientError,
+    api_key_from_env,
+    choice_texts,
+)
+
 from .benchmarks import EvalItem
 
-RETRY_STATUS = frozenset({408, 409, 425, 429, 500, 502, 503, 504})
 MAX_RESPONSE_CHARS = 2000  # the judge sees the end of a long response, where the final answer is
 
 BINARY_PROMPT = """You grade answers to benchmark questions about an image. You do not see the image and do not need \
@@ -84,8 +92,7 @@ class JudgeConfig:
                 f"judge model {model!r} set but no endpoint: pass --judge-url or set VISPLAY_JUDGE_URL / "
                 "OPENAI_BASE_URL (e.g. https://api.openai.com/v1 or a local vLLM server's /v1)"
             )
-        names = [api_key_env] if api_key_env else ["VISPLAY_JUDGE_API_KEY", "OPENAI_API_KEY"]
-        api_key = next((os.environ[n] for n in names if n and os.environ.get(n)), None)
+        api_key = api_key_from_env([api_key_env] if api_key_env else ["VISPLAY_JUDGE_API_KEY", "OPENAI_API_KEY"])
         return cls(model=model, base_url=base_url.rstrip("/"), api_key=api_key, **kw)
 
     def describe(self) -> dict:
@@ -150,23 +157,13 @@ def parse_verdict(text: str, mode: str) -> float | None:
 # --------------------------------------------------------------------------------------------------
 
 
-class _Retryable(Exception):
-    def __init__(self, message: str, retry_after: float | None = None):
-        super().__init__(message)
-        self.retry_after = retry_after
-
-
 class JudgeClient:
     def __init__(self, config: JudgeConfig, sleep: Callable[[float], None] = time.sleep):
-        import httpx
-
         self.config = config
         self.sleep = sleep
-        headers = {"Content-Type": "application/json"}
-        if config.api_key:
-            headers["Authorization"] = f"Bearer {config.api_key}"
-        self._client = httpx.Client(base_url=config.base_url, headers=headers, timeout=config.timeout_s)
-        self._httpx = httpx
+        self._client = SyncChatClient(config.base_url, config.api_key, config.timeout_s, normalize=False)
+        # No jitter: a judge's retries are few and its callers' threads already spread them.
+        self._retry = RetryPolicy(config.max_attempts - 1, config.backoff_s, config.max_backoff_s, jitter=False)
         self.calls = 0
         self._lock = threading.Lock()
 
@@ -188,20 +185,11 @@ class JudgeClient:
         }
         with self._lock:
             self.calls += 1
-        try:
-            r = self._client.post("/chat/completions", json=body)
-        except self._httpx.TransportError as exc:
-            raise _Retryable(f"{type(exc).__name__}: {exc}") from exc
-        if r.status_code in RETRY_STATUS:
-            after = r.headers.get("retry-after")
-            raise _Retryable(f"HTTP {r.status_code}", float(after) if after and after.isdigit() else None)
-        if r.status_code >= 400:
-            raise RuntimeError(f"HTTP {r.status_code}: {r.text[:300]}")  # a bad request: retrying will not help
-        try:
-            content = r.json()["choices"][0]["message"]["content"]
-        except (ValueError, KeyError, IndexError, TypeError) as exc:
-            raise _Retryable(f"malformed reply: {r.text[:200]!r}") from exc
-        return content if isinstance(content, str) else ""
+        reply = self._client.post("/chat/completions", body)
+        texts = choice_texts(reply, f"{self._client.base_url}/chat/completions")
+        if not texts:
+            raise TransientError(f"malformed reply: no choices in {str(reply)[:200]!r}")
+        return texts[0] or ""
 
     def judge(self, prompt: str, mode: str) -> Verdict:
         """One verdict, with up to `max_attempts` calls. An unreadable reply is retried at a higher temperature."""
@@ -210,14 +198,13 @@ class JudgeClient:
         for attempt in range(1, self.config.max_attempts + 1):
             try:
                 last = self._complete(prompt, temperature)
-            except _Retryable as exc:
+            except TransientError as exc:
                 error = str(exc)
                 last = error
                 if attempt < self.config.max_attempts:
-                    delay = min(self.config.max_backoff_s, self.config.backoff_s * 2 ** (attempt - 1))
-                    self.sleep(max(delay, exc.retry_after or 0.0))
+                    self.sleep(self._retry.delay(attempt, exc.retry_after))
                 continue
-            except RuntimeError as exc:
+            except PermanentError as exc:
                 return Verdict(None, str(exc), attempt, str(exc))
             score = parse_verdict(last, mode)
             if score is not None:

@@ -13,7 +13,7 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from verl_ext.evolve.manifest import atomic_write_json
+from verl_ext.atomic_io import atomic_write_json
 
 from .benchmarks import Benchmark, EvalItem, get_benchmark
 from .cache import JsonlStore, digest, model_fingerprint

@@ -11,7 +11,7 @@ import csv
 import io
 from pathlib import Path
 
-from verl_ext.evolve.manifest import atomic_write_text
+from verl_ext.atomic_io import atomic_write_text
 
 SCORERS = ("rule", "judge")
 

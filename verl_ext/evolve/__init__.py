@@ -1,7 +1,7 @@
 """The VisPlay evolution loop: YAML recipes, a resumable stage plan with a manifest, and backends that run stages.
 
-Entry point: `python -m verl_ext.evolve --recipe recipes/<model>.yaml [--dry-run]`. Importing this package never
-imports torch, verl or vllm.
+Entry point: `python -m verl_ext evolve --recipe recipes/<model>.yaml [--dry-run]` (`verl_ext.cli`). Importing this
+package never imports torch, verl or vllm.
 """
 
 from .backend import Backend, StageContext, get_backend

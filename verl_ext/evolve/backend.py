@@ -18,6 +18,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol, runtime_checkable
 
+from verl_ext.inference.offline import derive_seed
+
 from .recipe import Recipe
 from .stages import StageSpec
 
@@ -43,13 +45,6 @@ class StageContext:
     def seed(self, shard: int = 0) -> int:
         """A seed that differs per iteration, stage and shard, and is stable across re-runs."""
         return derive_seed(self.recipe.seed, self.spec.iteration, self.spec.name, shard)
-
-
-def derive_seed(seed: int, iteration: int, stage: str, shard: int = 0) -> int:
-    import hashlib
-
-    digest = hashlib.sha256(f"{seed}/{iteration}/{stage}/{shard}".encode()).digest()
-    return int.from_bytes(digest[:4], "little") & 0x7FFFFFFF
 
 
 @runtime_checkable
@@ -110,7 +105,7 @@ def resolve_model(path: str) -> str:
     if path.startswith("testkit:"):
         name = path.split(":", 1)[1]
         if name == "tiny_vlm":
-            from verl_ext.testkit.tiny_vlm import tiny_vlm_path
+            from verl_ext.tiny.tiny_vlm import tiny_vlm_path
 
             return str(tiny_vlm_path())
         raise ValueError(f"model {path!r}: unknown testkit model {name!r} (known: tiny_vlm)")

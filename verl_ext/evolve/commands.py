@@ -1,8 +1,8 @@
 """The exact commands the verl backend runs for each stage, built from the recipe as data.
 
-Training stages are `python -m verl_ext.main_visplay --config-name questioner|reasoner` plus Hydra overrides (one
-`key=value` per recipe setting, listed in the tables below); merges are verl's own model merger; generation and
-pseudo-labelling are `python -m verl_ext.evolve.infer`. Nothing here runs anything or imports verl.
+Training stages are `python -m verl_ext.plugins.main_visplay --config-name questioner|reasoner` plus Hydra overrides
+(one `key=value` per recipe setting, listed in the tables below); merges are verl's own model merger; generation and
+pseudo-labelling are `python -m verl_ext.inference`. Nothing here runs anything or imports verl.
 """
 
 from __future__ import annotations
@@ -15,11 +15,11 @@ from .backend import Command, resolve_model
 from .recipe import GRPOConfig, Recipe
 from .stages import StageSpec
 
-TRAIN_MODULE = "verl_ext.main_visplay"
+TRAIN_MODULE = "verl_ext.plugins.main_visplay"
 MERGE_MODULE = "verl.model_merger"
-INFER_MODULE = "verl_ext.evolve.infer"
+INFER_MODULE = "verl_ext.inference"
 VAL_ROWS = 16
-TRAINER_MODE = "visplay_sync"  # registered by verl_ext.trainer (see verl_ext/config/*.yaml)
+TRAINER_MODE = "visplay_sync"  # registered by verl_ext.plugins.trainer (see verl_ext/plugins/config/*.yaml)
 
 _SAFE = re.compile(r"[A-Za-z0-9_./~+\-]+")
 _NUMBER = re.compile(r"[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?")
@@ -70,7 +70,7 @@ def grpo_overrides(g: GRPOConfig) -> list[tuple[str, object]]:
 def trainer_overrides(recipe: Recipe, spec: StageSpec, steps: int, save_every: int | None, gpus: int) -> list:
     return [
         ("trainer.use_v1", True),
-        # verl_ext.trainer's sync GRPO trainer (applies the batch repetition penalty; logs reward sub-scores).
+        # verl_ext.plugins.trainer's sync GRPO trainer (applies the batch repetition penalty; logs reward sub-scores).
         ("trainer.v1.trainer_mode", TRAINER_MODE),
         ("trainer.nnodes", recipe.resources.nnodes),
         ("trainer.n_gpus_per_node", gpus),

@@ -15,9 +15,9 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from verl_ext.atomic_io import atomic_write_json
 from verl_ext.visplay.records import FILTER_REASONS, PSEUDO_LABEL_COLUMNS, missing_columns
 
-from .manifest import atomic_write_json
 from .recipe import FilterConfig, StatsConfig
 
 LIGHT_COLUMNS = [c for c in PSEUDO_LABEL_COLUMNS if c != "image"]

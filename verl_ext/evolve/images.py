@@ -7,6 +7,7 @@ resumed runs see the same images in the same order. A seeded subsample applies `
 
 from __future__ import annotations
 
+import importlib
 import io
 import random
 from collections.abc import Iterator
@@ -80,15 +81,14 @@ def _iter_hf(cfg: ImagesConfig) -> Iterator[tuple[str, callable]]:
 def prepare_images(cfg: ImagesConfig, out_path: str | Path, seed: int) -> dict:
     """Write the image parquet; returns a summary for the manifest."""
     if cfg.source == "testkit":  # synthetic images of the test kit: the offline CPU default
-        from verl_ext.testkit.images import write_image_parquet
+        from verl_ext.tiny.images import write_image_parquet
 
         write_image_parquet(out_path, n=cfg.max_images, seed=seed)
         return {"images": cfg.max_images, "source": "testkit"}
-    if cfg.source == "world":  # unlabeled images of the controlled world (verl_ext.world): scenes stay hidden
-        from verl_ext.world.data import write_unlabeled_parquet
-
-        write_unlabeled_parquet(out_path, n=cfg.max_images, seed=seed)
-        return {"images": cfg.max_images, "source": "world"}
+    if cfg.source == "generator":  # `module:function(path, n, seed)` writes the parquet (the controlled world's)
+        module, function = cfg.path.split(":")
+        getattr(importlib.import_module(module), function)(out_path, n=cfg.max_images, seed=seed)
+        return {"images": cfg.max_images, "source": cfg.path}
     source = {"folder": _iter_folder, "parquet": _iter_parquet, "hf": _iter_hf}[cfg.source]
     entries = list(source(cfg))
     if not entries:

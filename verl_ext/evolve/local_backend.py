@@ -1,7 +1,7 @@
 """The `local` backend: every stage in the loop's own process, TRL GRPO for training and HF `generate` for sampling.
 
 For `recipes/tiny.yaml` and laptops. Same core, prompts, rewards and artifacts as the verl backend: the questioner's
-frozen reasoner runs in-process (one model per stage), generation and pseudo-labelling run `verl_ext.evolve.infer`
+frozen reasoner runs in-process (one model per stage), generation and pseudo-labelling run `verl_ext.inference`
 with its hf engine, and checkpoints are HF model dirs from the start (merge only links them into place).
 """
 
@@ -179,7 +179,7 @@ class LocalBackend:
 
     # -- sampling ----------------------------------------------------------------------------------
     def infer_command(self, ctx: StageContext, planning: bool = False):
-        """The `verl_ext.evolve.infer` command of a generate / pseudo_label stage, with the hf engine."""
+        """The `verl_ext.inference` command of a generate / pseudo_label stage, with the hf engine."""
         keep = {"resolve": lambda p: p} if planning else {}  # dry runs never build models
         build = commands.generate_command if ctx.spec.name == "generate" else commands.pseudo_label_command
         cmd = build(ctx.recipe, ctx.spec, engine="hf", **keep)
@@ -187,16 +187,15 @@ class LocalBackend:
         return cmd
 
     def _infer(self, ctx: StageContext) -> None:
+        from verl_ext.inference import offline as infer
         from verl_ext.local.models import configure_threads
-
-        from . import infer
 
         cmd = self.infer_command(ctx)
         configure_threads(_approx_params(resolve_model(ctx.input("model"))))
         ctx.log(f"[evolve] {ctx.spec.key}: {cmd.description} (hf engine, in-process)")
-        code = infer.main(cmd.argv[3:])  # without `python -m verl_ext.evolve.infer`
+        code = infer.main(cmd.argv[3:])  # without `python -m verl_ext.inference`
         if code:
-            raise RuntimeError(f"stage {ctx.spec.key}: verl_ext.evolve.infer exited with {code}")
+            raise RuntimeError(f"stage {ctx.spec.key}: verl_ext.inference exited with {code}")
         shutil.rmtree(ctx.spec.work_dir / "shards", ignore_errors=True)  # the combined parquet is complete
 
     def generate_questions(self, ctx: StageContext) -> dict:

@@ -19,10 +19,12 @@ from typing import TextIO
 
 import yaml
 
+from verl_ext.atomic_io import atomic_write_json, atomic_write_text
+
 from .backend import Backend, StageContext, get_backend
 from .filter_stage import run_filter, write_run_stats
 from .images import prepare_images
-from .manifest import DONE, STAGE_MARKER, Manifest, atomic_write_json, atomic_write_text, diff_configs, run_lock
+from .manifest import DONE, STAGE_MARKER, Manifest, diff_configs, run_lock
 from .recipe import Recipe
 from .stages import RunLayout, StageSpec, build_plan, parse_stage_key, stage_key
 
@@ -64,8 +66,13 @@ def run_evolution(
     force_from: str | None = None,
     stop_after: str | None = None,
     log: Callable[[str], None] = print,
+    after_stage: Callable[[StageSpec, Path], None] | None = None,
 ) -> Manifest:
-    """Run (or resume) every stage of `recipe` in `run_dir`. `stop_after` (`t:stage`) ends the run early."""
+    """Run (or resume) every stage of `recipe` in `run_dir`. `stop_after` (`t:stage`) ends the run early.
+
+    `after_stage(spec, run_dir)` is called after every stage, finished now or before; higher layers use it to follow
+    a run (the CLI refreshes the HTML report with it) without the loop importing them.
+    """
     run_dir = Path(run_dir).resolve()
     plan = build_plan(recipe, run_dir)
     keys = [s.key for s in plan]
@@ -88,8 +95,8 @@ def run_evolution(
                     _run_stage(spec, recipe, run_dir, backend, manifest, log)
             if spec.name == "filter":
                 _refresh_run_stats(plan, run_dir)
-            if spec.name in ("filter", "reasoner_merge"):
-                _refresh_report(run_dir, log)
+            if after_stage is not None:
+                after_stage(spec, run_dir)
             if stop_after is not None and spec.key == stop_key:
                 log(f"[evolve] stopping after {spec.key} as asked")
                 break
@@ -264,16 +271,6 @@ def _refresh_run_stats(plan: list[StageSpec], run_dir: Path) -> None:
             per_iteration.append(json.loads((spec.output_dir / "stats.json").read_text()))
     if per_iteration:
         write_run_stats(per_iteration, RunLayout(run_dir).stats_path)
-
-
-def _refresh_report(run_dir: Path, log) -> None:
-    """Rewrite RUN_DIR/report.html so a person can follow a run as it goes; a report failure never stops a run."""
-    try:
-        from verl_ext.report import write_report
-
-        write_report(run_dir)
-    except Exception as exc:  # noqa: BLE001 - the report is a by-product of the run
-        log(f"[evolve] report not refreshed: {type(exc).__name__}: {exc}")
 
 
 # --------------------------------------------------------------------------------------------------

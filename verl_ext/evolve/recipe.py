@@ -72,9 +72,10 @@ class ModelConfig:
 @dataclass(frozen=True)
 class ImagesConfig:
     # folder of images | parquet with an image column | HF dataset | testkit (synthetic images, max_images of them)
-    # | world (unlabeled images of verl_ext.world, max_images of them, scenes hidden)
-    source: Literal["folder", "parquet", "hf", "testkit", "world"]
-    path: str  # folder path, parquet path, HF dataset name (testkit, world: any label)
+    # | generator (`path` names a `module:function(out_path, n, seed)` that writes max_images of them, e.g. the
+    # controlled world's unlabeled images, verl_ext.world.data:write_unlabeled_parquet)
+    source: Literal["folder", "parquet", "hf", "testkit", "generator"]
+    path: str  # folder path, parquet path, HF dataset name, generator `module:function` (testkit: any label)
     image_column: str = "image"
     split: str = "train"  # HF datasets only
     max_images: int | None = _f(None, ge=1)  # subsample (seeded) to at most this many images
@@ -495,7 +496,9 @@ def _cross_checks(r: Recipe, errors: list[str]) -> None:
         errors.append("questioner.reasoner_endpoint: required when questioner.reasoner_service is endpoint")
     if q.reasoner_service == "pool" and q.reasoner_endpoint:
         errors.append("questioner.reasoner_endpoint: only used with questioner.reasoner_service: endpoint")
-    if r.images.source in ("testkit", "world") and r.images.max_images is None:
+    if r.images.source == "generator" and not re.fullmatch(r"[\w.]+:\w+", r.images.path):
+        errors.append(f"images.path: a generator source needs 'module:function', got {r.images.path!r}")
+    if r.images.source in ("testkit", "generator") and r.images.max_images is None:
         errors.append(f"images.max_images: required with images.source: {r.images.source} (how many synthetic images)")
     if r.images.min_pixels > r.images.max_pixels:
         errors.append(

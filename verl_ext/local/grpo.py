@@ -15,11 +15,12 @@ import shutil
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
-
-from verl_ext.evolve.recipe import GRPOConfig as RecipeGRPO
+from typing import TYPE_CHECKING, Any
 
 from .models import atomic_dir, load_model, save_model_dir, suppressed_token_ids
+
+if TYPE_CHECKING:  # the recipe's grpo block, by shape only: the TRL backend sits below the loop
+    from verl_ext.evolve.recipe import GRPOConfig as RecipeGRPO
 
 FINAL_DIR = "final"
 METRICS_FILE = "metrics.jsonl"

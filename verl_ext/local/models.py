@@ -67,7 +67,7 @@ def suppressed_token_ids(tokenizer) -> list[int]:
 
 
 def user_message(text: str, with_image: bool = True) -> list[dict]:
-    """One user turn: the image first, then the instruction (verl_ext.datasets builds the same)."""
+    """One user turn: the image first, then the instruction (verl_ext.plugins.datasets builds the same)."""
     content = ([{"type": "image"}] if with_image else []) + [{"type": "text", "text": text}]
     return [{"role": "user", "content": content}]
 

@@ -73,7 +73,7 @@ def _choices(rng: random.Random, correct: str, pool: list[str]) -> tuple[str, st
 
 def scene_questions(scene: dict, rng: random.Random) -> list[dict]:
     """Templated (type, question, answer, reasoning) items about one synthetic scene, answers true to the scene."""
-    from verl_ext.testkit.images import COLORS, SHAPES
+    from verl_ext.tiny.images import COLORS, SHAPES
 
     colors, shapes = sorted(COLORS), list(SHAPES)
     items = []
@@ -146,7 +146,7 @@ def _scene_items(source: str | None, num_images: int, seed: int, rng: random.Ran
     """(image, items) pairs: the test kit's scenes with `scene_questions`, or the `source` seed set."""
     if source is not None:
         return load_examples_source(source)(num_images, seed, rng)
-    from verl_ext.testkit.images import make_images
+    from verl_ext.tiny.images import make_images
 
     return [(image, scene_questions(scene, rng)) for image, scene in make_images(num_images, seed=seed)]
 
@@ -291,7 +291,7 @@ def parse_rates(model, processor, cfg: WarmupConfig, questioner_prompt=None, rea
     """Sampled at T = 1: share of parsable questions, share of boxed answers, and the vote spread over m samples."""
     rng = random.Random(f"warmup-eval/{seed}")
     if cfg.examples is None:
-        from verl_ext.testkit.images import make_images
+        from verl_ext.tiny.images import make_images
 
         scenes = make_images(cfg.eval_images, seed=20_000 + seed)
         images = [image for image, _ in scenes]
@@ -424,7 +424,7 @@ def warmed_model_path(
     log: Callable[[str], None] = print,
 ) -> Path:
     """The warmed model in the cache (VISPLAY_CACHE, default ~/.cache/visplay), built on first use."""
-    from verl_ext.testkit.tiny_vlm import default_cache_dir
+    from verl_ext.tiny.tiny_vlm import default_cache_dir
 
     cache = Path(cache_dir) if cache_dir is not None else default_cache_dir()
     final = cache / f"{CACHE_PREFIX}-{warmup_key(base, cfg, questioner_prompt, reasoner_prompt)}"

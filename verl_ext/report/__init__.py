@@ -1,6 +1,6 @@
 """The run report: one static, self-contained HTML page per evolution run (co-evolution plot, benchmark table,
-per-iteration statistics, training curves, a gallery), optionally with the controlled world's results on top.
-`write_report(run_dir, world_results=...)` or `python -m verl_ext.report`.
+per-iteration statistics, training curves, a gallery), optionally with sections of the caller's on top.
+`write_report(run_dir, sections=...)` or `python -m verl_ext.report`; `live.report_refresher` follows a running loop.
 """
 
 

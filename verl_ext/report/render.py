@@ -2,25 +2,24 @@
 
 Sections: run status, the co-evolution plot (question difficulty 1 - mean p against reasoner accuracy, per
 iteration), the benchmark table, per-iteration question statistics (confidence histograms with the band, filter
-reasons, parse rates, diversity), training curves, and a gallery of sampled questions with their votes. Optionally,
-at the top, the controlled world's results measured against ground truth (`world.py`); that section can stand alone.
+reasons, parse rates, diversity), training curves, and a gallery of sampled questions with their votes. Callers can
+put sections of their own at the top (the controlled world puts its ground-truth results there); those can stand alone.
 """
 
 from __future__ import annotations
 
 import datetime as _dt
 import math
+from collections.abc import Sequence
 from pathlib import Path
 
 import jinja2
 
-from verl_ext.evolve.manifest import atomic_write_text
+from verl_ext.atomic_io import atomic_write_text
 from verl_ext.visplay.records import FILTER_REASONS
-from verl_ext.world.report import load_results
 
 from . import svg
 from .collect import RunData, collect
-from .world import world_section
 
 REASON_COLORS = {
     "kept": "#2ca02c",
@@ -316,7 +315,7 @@ td.l, th.l { text-align: left; } tr.avg td { font-weight: 600; background: #fafa
 h3 { font-size: 15px; margin-top: 20px; } #world td { white-space: nowrap; }
 """
 
-# Both pages (the run report, the world section alone) open with this head.
+# Both pages (the run report, extra sections alone) open with this head.
 HEAD = r"""<!DOCTYPE html>
 <html lang="en">
 <head>
@@ -334,7 +333,7 @@ TEMPLATE = (
     + r"""<div class="meta">{{ run_dir }} · backend {{ backend }} · """
     + r"""{{ done_iterations }} of {{ total_iterations }} iterations
 finished · written {{ now }}</div>
-{% if world %}{{ world }}
+{% if sections %}{% for s in sections %}{{ s }}{% endfor %}
 <p class="note">The rest of this page is the run report of the loop run {{ run_dir }}.</p>{% endif %}
 
 <h2 id="status">Stages</h2>
@@ -424,10 +423,10 @@ document.querySelectorAll(".filters button").forEach(function (button) {
 )
 
 
-WORLD_PAGE = (
+SECTIONS_PAGE = (
     HEAD
     + r"""<div class="meta">written {{ now }} · no loop run directory to report on</div>
-{{ world }}
+{% for s in sections %}{{ s }}{% endfor %}
 </body>
 </html>
 """
@@ -438,15 +437,16 @@ def _now() -> str:
     return _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
 
 
-def render_html(data: RunData, world: dict | None = None) -> str:
-    """The run report; `world`, a controlled-world results dict, adds its section at the top."""
+def render_html(data: RunData, sections: Sequence[str] = ()) -> str:
+    """The run report; `sections`, HTML fragments from the report's callers (the controlled world's results, say),
+    go at the top."""
     env = jinja2.Environment(autoescape=True, undefined=jinja2.StrictUndefined)
     markup = jinja2.utils.markupsafe.Markup  # the charts are built from escaped text already
     stages = stage_rows(data)
     page = env.from_string(TEMPLATE).render(
         title=f"VisPlay run report: {data.name}",
         style=markup(STYLE),
-        world=markup(world_section(world)) if world else "",
+        sections=[markup(section) for section in sections],
         run_dir=str(data.run_dir),
         backend=data.manifest.get("backend") or data.recipe.get("backend") or "?",
         done_iterations=len(data.iterations),
@@ -468,12 +468,12 @@ def render_html(data: RunData, world: dict | None = None) -> str:
     return page
 
 
-def render_world_page(world: dict) -> str:
-    """A page with the controlled-world section alone (no loop run to report on)."""
+def render_sections_page(title: str, sections: Sequence[str]) -> str:
+    """A page with the given HTML sections alone (no loop run to report on)."""
     env = jinja2.Environment(autoescape=True, undefined=jinja2.StrictUndefined)
     markup = jinja2.utils.markupsafe.Markup
-    return env.from_string(WORLD_PAGE).render(
-        title="VisPlay in the controlled world", style=markup(STYLE), now=_now(), world=markup(world_section(world))
+    return env.from_string(SECTIONS_PAGE).render(
+        title=title, style=markup(STYLE), now=_now(), sections=[markup(section) for section in sections]
     )
 
 
@@ -484,23 +484,23 @@ def write_report(
     eval_dir: str | Path | None = None,
     gallery_per_iteration: int = 12,
     seed: int = 0,
-    world_results: dict | str | Path | None = None,
+    sections: Sequence[str] = (),
+    title: str | None = None,
 ) -> Path:
     """Write the report of `run_dir` (default `run_dir/report.html`) and return its path.
 
-    `world_results`, a controlled-world results.json (its path or its dict), adds the ground-truth section at the
-    top; with no `run_dir` the page holds that section alone and `out` is required.
+    `sections`, HTML fragments (trusted markup the caller rendered), go at the top; with no `run_dir` the page holds
+    them alone under `title`, and `out` is required.
     """
-    world = world_results if isinstance(world_results, dict | None) else load_results(world_results)
     if run_dir is None:
-        if world is None or out is None:
-            raise ValueError("without a run directory, give world results and an output path")
-        path, page = Path(out), render_world_page(world)
+        if not sections or out is None or title is None:
+            raise ValueError("without a run directory, give sections, a title and an output path")
+        path, page = Path(out), render_sections_page(title, sections)
     else:
         data = collect(run_dir, eval_dir=eval_dir, gallery_per_iteration=gallery_per_iteration, seed=seed)
-        path, page = Path(out) if out else data.run_dir / "report.html", render_html(data, world)
+        path, page = Path(out) if out else data.run_dir / "report.html", render_html(data, sections)
     atomic_write_text(path, page)
     return path
 
 
-__all__ = ["render_html", "render_world_page", "write_report"]
+__all__ = ["render_html", "render_sections_page", "write_report"]

@@ -1,7 +1,10 @@
 """`python -m verl_ext.world --seeds 3 --iterations 3 --out DIR`: the controlled-world experiment.
 
 Runs the VisPlay loop (recipes/tiny-world.yaml, local backend) per seed, control (b) on oracle labels, and the
-evaluations; writes DIR/results.json, DIR/results.md and DIR/coevolution.png. Re-running resumes.
+evaluations; writes DIR/results.json, DIR/results.md, DIR/coevolution.png and DIR/report.html. Re-running resumes.
+
+`python -m verl_ext.world report RESULTS_JSON [--run RUN_DIR] [--out PATH]` puts the world section of a results.json
+on top of any run's report (or alone, without --run).
 """
 
 from __future__ import annotations
@@ -33,7 +36,30 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+def report_main(argv: list[str]) -> int:
+    p = argparse.ArgumentParser(prog="python -m verl_ext.world report", description="the world section as a report")
+    p.add_argument("results", help="results.json of `python -m verl_ext.world`")
+    p.add_argument("--run", help="an evolution run directory whose report goes below the section")
+    p.add_argument("--out", help="output HTML file (default: RUN/report.html, else report.html beside RESULTS_JSON)")
+    args = p.parse_args(argv)
+    from pathlib import Path
+
+    from .results import load_results, write_html_report
+
+    try:
+        results = load_results(args.results)
+        out = args.out or (None if args.run else Path(args.results).with_name("report.html"))
+        print(write_html_report(results, args.run, out))
+    except (FileNotFoundError, ValueError) as exc:  # a missing file, or not a world results.json
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:1] == ["report"]:
+        return report_main(argv[1:])
     args = build_parser().parse_args(argv)
     cfg = ExperimentConfig(
         recipe=args.recipe,

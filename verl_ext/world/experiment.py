@@ -27,7 +27,7 @@ ARM_TITLES = {"visplay": "VisPlay (pseudo-labels)", "oracle": "(b) oracle labels
 @dataclass(frozen=True)
 class ExperimentConfig:
     recipe: str = str(DEFAULT_RECIPE)
-    overrides: tuple[str, ...] = ()  # `key=value` recipe overrides, as `--set` of `python -m verl_ext.evolve`
+    overrides: tuple[str, ...] = ()  # `key=value` recipe overrides, as `--set` of `python -m verl_ext evolve`
     seeds: int = 3
     first_seed: int = 1
     iterations: int = 3  # T
@@ -109,7 +109,7 @@ def world_backend(cfg: ExperimentConfig):
 
 
 def _atomic_json(path: Path, data) -> None:
-    from verl_ext.evolve.manifest import atomic_write_json
+    from verl_ext.atomic_io import atomic_write_json
 
     path.parent.mkdir(parents=True, exist_ok=True)
     atomic_write_json(path, data)
@@ -295,6 +295,7 @@ def run_seed(cfg: ExperimentConfig, out: Path, seed: int, base_model: str, log: 
     """Loop, control (b) and evaluations for one seed from `base_model`; writes and returns
     `out/seed_<seed>/results.json`."""
     from verl_ext.evolve import run_evolution
+    from verl_ext.report.live import report_refresher
 
     from .data import eval_items
     from .seedset import ITEMS_PER_SEED_IMAGE
@@ -304,7 +305,7 @@ def run_seed(cfg: ExperimentConfig, out: Path, seed: int, base_model: str, log: 
     recipe = load_world_recipe(cfg, seed, base_model)
     backend = world_backend(cfg)
     log(f"[world] seed {seed}: VisPlay loop, T = {recipe.iterations}, run dir {paths.run_dir}")
-    run_evolution(recipe, paths.run_dir, backend, log=log)
+    run_evolution(recipe, paths.run_dir, backend, log=log, after_stage=report_refresher(log))
     loop_seconds = round(time.monotonic() - started, 1)
 
     visplay_models = {t: str(paths.run_dir / f"iter_{t}" / "reasoner_merge") for t in range(1, recipe.iterations + 1)}
@@ -391,7 +392,7 @@ def _run_seed_logged(cfg: ExperimentConfig, out: str, seed: int, base_model: str
 
 def run_experiment(cfg: ExperimentConfig, out: str | Path, log: Callable[[str], None] = print) -> dict:
     """Every seed (in `cfg.jobs` processes), then the aggregate results.json, results.md and coevolution.png."""
-    from .report import write_report
+    from .results import write_outputs
 
     out = Path(out).resolve()
     out.mkdir(parents=True, exist_ok=True)
@@ -414,6 +415,6 @@ def run_experiment(cfg: ExperimentConfig, out: str | Path, log: Callable[[str], 
     else:
         per_seed = [run_seed(cfg, out, s, base_model, log) for s in seeds]
     wall = round(time.monotonic() - started, 1)
-    results = write_report(cfg, per_seed, out, wall_seconds=wall, base_seconds=base_seconds)
+    results = write_outputs(cfg, per_seed, out, wall_seconds=wall, base_seconds=base_seconds)
     log(f"[world] done in {wall:.0f}s: {out / 'results.md'}")
     return results

@@ -1,7 +1,7 @@
 """A small OpenAI-compatible chat-completions server around a local Hugging Face model, for tests.
 
 Code that talks to a reasoner endpoint (vLLM in production) is tested against `serve_model(path)`: real `generate`
-output, loopback only, an ephemeral port, a background thread. `python -m verl_ext.testkit.openai_server` serves it.
+output, loopback only, an ephemeral port, a background thread. `python -m verl_ext.testing.openai_server` serves it.
 """
 
 from __future__ import annotations
@@ -246,7 +246,7 @@ class ChatModel:
         }
 
     def models(self) -> dict:
-        entry = {"id": self.name, "object": "model", "created": 0, "owned_by": "verl_ext.testkit"}
+        entry = {"id": self.name, "object": "model", "created": 0, "owned_by": "verl_ext.tiny"}
         return {"object": "list", "data": [entry]}
 
 

@@ -14,18 +14,21 @@ import hashlib
 import io
 import logging
 import os
-import random
 import time
 from dataclasses import dataclass, field
 from typing import Any
 
-import aiohttp
+from verl_ext.openai_client import (
+    AsyncChatClient,
+    PermanentError,
+    RetryPolicy,
+    TransientError,
+    choice_texts,
+    normalize_base_url,
+)
 
 logger = logging.getLogger(__name__)
 logger.setLevel(os.getenv("VERL_LOGGING_LEVEL", "WARN"))
-
-# Worth another try: the server is busy, restarting, or timed out.
-TRANSIENT_HTTP_STATUS = frozenset({408, 409, 425, 429, 500, 502, 503, 504})
 
 
 class ReasonerEndpointError(RuntimeError):
@@ -67,7 +70,7 @@ class ReasonerClient:
     timeout_s: float = 600.0
     max_retries: int = 4
     backoff_s: float = 1.0
-    max_backoff_s: float = 30.0
+    max_backoff_s: float = 30.0  # also caps a server's Retry-After
     # after a question exhausts its retries on connection errors, fail others fast for this long
     dead_cooldown_s: float = 30.0
     image_format: str = "PNG"
@@ -78,7 +81,9 @@ class ReasonerClient:
         self.base_url = normalize_base_url(self.base_url)
         if self.num_samples < 1:
             raise ValueError(f"num_samples (m) must be >= 1, got {self.num_samples}")
-        self._loop_state: dict[int, tuple[asyncio.AbstractEventLoop, aiohttp.ClientSession, asyncio.Semaphore]] = {}
+        self._http = AsyncChatClient(self.base_url, self.api_key, self.timeout_s, self.concurrency)
+        self._retry = RetryPolicy(self.max_retries, self.backoff_s, self.max_backoff_s)
+        self._semaphores: dict[int, tuple[asyncio.AbstractEventLoop, asyncio.Semaphore]] = {}
         self._dead_until = 0.0
         self._dead_reason = ""
         self._url_cache: collections.OrderedDict[str, str] = collections.OrderedDict()
@@ -136,8 +141,7 @@ class ReasonerClient:
             result.error = f"image could not be encoded: {type(exc).__name__}: {exc}"
             return result
         messages = build_messages(prompt, image_url)
-        _, session, semaphore = self._state()
-        async with semaphore:
+        async with self._semaphore():
             # top-up loop: ask again for what is still missing, within the same retry budget
             while result.missing > 0 and result.attempts <= self.max_retries:
                 if self._dead_until > time.monotonic():
@@ -145,24 +149,24 @@ class ReasonerClient:
                     break
                 result.attempts += 1
                 try:
-                    texts = await self._post(session, messages, result.missing)
-                except _Permanent as exc:
-                    result.error = str(exc)
+                    texts = await self._post(messages, result.missing)
+                except PermanentError as exc:
+                    result.error = f"reasoner endpoint: {exc}"
                     break
-                except _Transient as exc:
+                except TransientError as exc:
                     if exc.timeout:
                         result.timeouts += 1
                     if result.attempts > self.max_retries:
-                        result.error = f"{exc} (gave up after {result.attempts} attempts)"
+                        result.error = f"reasoner endpoint: {exc} (gave up after {result.attempts} attempts)"
                         if exc.connect:
                             self._dead_until = time.monotonic() + self.dead_cooldown_s
                             self._dead_reason = str(exc)
                         break
-                    await asyncio.sleep(self._backoff(result.attempts))
+                    await asyncio.sleep(self._retry.delay(result.attempts, exc.retry_after))
                     continue
                 if not texts and result.attempts <= self.max_retries:
                     logger.warning("reasoner returned no choices for a question; asking again")
-                    await asyncio.sleep(self._backoff(result.attempts))
+                    await asyncio.sleep(self._retry.delay(result.attempts))
                 result.texts.extend(texts[: result.missing])
         if result.error is None and result.missing == result.requested:
             result.error = (
@@ -189,33 +193,22 @@ class ReasonerClient:
         return asyncio.run(run())
 
     async def aclose(self):
-        state = self._loop_state.pop(id(asyncio.get_running_loop()), None)
-        if state is not None and not state[1].closed:
-            await state[1].close()
+        self._semaphores.pop(id(asyncio.get_running_loop()), None)
+        await self._http.aclose()
 
     # ------------------------------------------------------------------ internals
 
-    def _state(self):
+    def _semaphore(self) -> asyncio.Semaphore:
         loop = asyncio.get_running_loop()
-        state = self._loop_state.get(id(loop))
-        if state is None or state[0] is not loop or state[1].closed:
-            headers = {"Authorization": f"Bearer {self.api_key}"} if self.api_key else {}
-            session = aiohttp.ClientSession(
-                headers=headers,
-                timeout=aiohttp.ClientTimeout(total=self.timeout_s),
-                connector=aiohttp.TCPConnector(limit=max(1, int(self.concurrency))),
-            )
-            state = (loop, session, asyncio.Semaphore(max(1, int(self.concurrency))))
-            self._loop_state[id(loop)] = state
-        return state
+        state = self._semaphores.get(id(loop))
+        if state is None or state[0] is not loop:
+            state = (loop, asyncio.Semaphore(max(1, int(self.concurrency))))
+            self._semaphores[id(loop)] = state
+        return state[1]
 
-    def _backoff(self, attempt: int) -> float:
-        delay = min(self.max_backoff_s, self.backoff_s * (2 ** (attempt - 1)))
-        return delay * (0.5 + random.random() / 2)
-
-    async def _post(self, session: aiohttp.ClientSession, messages: list[dict], n: int) -> list[str]:
+    async def _post(self, messages: list[dict], n: int) -> list[str]:
         payload = {
-            "model": await self._model_name(session),
+            "model": await self._model_name(),
             "messages": messages,
             "n": n,
             "temperature": self.temperature,
@@ -225,51 +218,16 @@ class ReasonerClient:
         }
         if self.top_k is not None and self.top_k > 0:
             payload["top_k"] = self.top_k  # vLLM's extension of the OpenAI schema
-        url = f"{self.base_url}/chat/completions"
-        try:
-            async with session.post(url, json=payload) as resp:
-                if resp.status != 200:
-                    body = (await resp.text())[:300]
-                    message = f"reasoner endpoint {url} answered HTTP {resp.status}: {body}"
-                    if resp.status in TRANSIENT_HTTP_STATUS:
-                        raise _Transient(message)
-                    raise _Permanent(message)
-                try:
-                    data = await resp.json(content_type=None)
-                except Exception as exc:
-                    raise _Transient(f"reasoner endpoint {url} sent a malformed body: {exc}") from exc
-        except asyncio.TimeoutError as exc:
-            raise _Transient(f"reasoner request to {url} timed out after {self.timeout_s}s", timeout=True) from exc
-        except aiohttp.ClientConnectorError as exc:
-            raise _Transient(f"reasoner endpoint {url} is unreachable: {exc}", connect=True) from exc
-        except (aiohttp.ServerDisconnectedError, aiohttp.ClientPayloadError, aiohttp.ClientOSError) as exc:
-            raise _Transient(f"reasoner endpoint {url} dropped the connection: {exc}", connect=True) from exc
-        if not isinstance(data, dict) or not isinstance(data.get("choices"), list):
-            raise _Transient(f"reasoner endpoint {url} sent no 'choices': {str(data)[:200]}")
-        texts = []
-        for choice in data["choices"]:
-            message = choice.get("message") if isinstance(choice, dict) else None
-            content = message.get("content") if isinstance(message, dict) else None
-            texts.append(content if isinstance(content, str) else "")
-        return texts
+        data = await self._http.post("/chat/completions", payload)
+        return [text if text is not None else "" for text in choice_texts(data, f"{self.base_url}/chat/completions")]
 
-    async def _model_name(self, session: aiohttp.ClientSession) -> str:
+    async def _model_name(self) -> str:
         if self._served_model:
             return self._served_model
-        url = f"{self.base_url}/models"
-        try:
-            async with session.get(url) as resp:
-                if resp.status != 200:
-                    message = f"reasoner endpoint {url} answered HTTP {resp.status} to the model listing"
-                    raise (_Transient if resp.status in TRANSIENT_HTTP_STATUS else _Permanent)(message)
-                data = await resp.json(content_type=None)
-        except asyncio.TimeoutError as exc:
-            raise _Transient(f"model listing at {url} timed out", timeout=True) from exc
-        except (aiohttp.ClientConnectorError, aiohttp.ServerDisconnectedError, aiohttp.ClientOSError) as exc:
-            raise _Transient(f"reasoner endpoint {url} is unreachable: {exc}", connect=True) from exc
+        data = await self._http.get("/models")
         models = data.get("data") if isinstance(data, dict) else None
         if not models or not isinstance(models[0], dict) or not models[0].get("id"):
-            raise _Permanent(f"reasoner endpoint {url} lists no model; set visplay.reasoner.model")
+            raise PermanentError(f"{self.base_url}/models lists no model; set visplay.reasoner.model")
         self._served_model = str(models[0]["id"])
         return self._served_model
 
@@ -292,29 +250,6 @@ class ReasonerClient:
         else:
             self._url_cache.move_to_end(key)
         return cached
-
-
-class _Transient(Exception):
-    def __init__(self, message: str, timeout: bool = False, connect: bool = False):
-        super().__init__(message)
-        self.timeout = timeout
-        self.connect = connect
-
-
-class _Permanent(Exception):
-    pass
-
-
-def normalize_base_url(url: str) -> str:
-    """`host:port`, `http://host:port` or `http://host:port/v1` → `http://host:port/v1`."""
-    url = str(url).strip().rstrip("/")
-    if not url.startswith(("http://", "https://")):
-        url = f"http://{url}"
-    if url.endswith("/chat/completions"):
-        url = url[: -len("/chat/completions")]
-    if not url.endswith("/v1"):
-        url = f"{url}/v1"
-    return url
 
 
 def build_messages(prompt: str, image_url: str | None) -> list[dict]:

@@ -6,7 +6,9 @@ from __future__ import annotations
 
 import jinja2
 
-from verl_ext.world.report import (
+from verl_ext.report import svg
+
+from .results import (
     ARM_LABELS,
     ARMS,
     QUESTION_CURVES,
@@ -16,8 +18,6 @@ from verl_ext.world.report import (
     setup_line,
     time_line,
 )
-
-from . import svg
 
 ARM_COLORS = {"visplay": "#1f77b4", "oracle": "#2ca02c", "base": "#ff7f0e"}
 QUESTION_COLORS = ("#d62728", "#9467bd", "#8c564b")

@@ -8,7 +8,7 @@ import json
 import pyarrow.parquet as pq
 from PIL import Image
 
-from verl_ext.testkit.images import COLORS, KINDS, make_images, png_bytes, write_image_folder, write_image_parquet
+from verl_ext.tiny.images import COLORS, KINDS, make_images, png_bytes, write_image_folder, write_image_parquet
 from verl_ext.visplay.records import IMAGE_COLUMNS, missing_columns
 
 

@@ -2,9 +2,9 @@
 
 Per rollout it parses `<type><question><answer>`, sends the question with its image to the frozen reasoner for m
 samples, and records the majority vote's confidence p. The batch-level repetition penalty cannot be computed
-one sample at a time, so the returned score is the reward without it; `verl_ext.trainer` recomputes the final
+one sample at a time, so the returned score is the reward without it; `verl_ext.plugins.trainer` recomputes the final
 reward over the whole step from the `vp_*` fields returned here.
-Selected with reward.reward_manager.source=importlib, .module.path=pkg://verl_ext.reward_manager,
+Selected with reward.reward_manager.source=importlib, .module.path=pkg://verl_ext.plugins.reward_manager,
 .name=QuestionerRewardManager (importlib, because verl builds the manager inside fresh Ray workers).
 """
 
@@ -20,8 +20,8 @@ from verl import DataProto
 from verl.experimental.reward_loop.reward_manager import register
 from verl.experimental.reward_loop.reward_manager.base import RewardManagerBase
 
+from verl_ext.plugins.reasoner_client import ReasonerClient
 from verl_ext.prompts import render_reasoner_prompt
-from verl_ext.reasoner_client import ReasonerClient
 from verl_ext.visplay import majority_vote, parse_question, questioner_reward
 
 logger = logging.getLogger(__name__)
@@ -146,7 +146,7 @@ class QuestionerRewardManager(RewardManagerBase):
             # path when a reward model is enabled and no custom function is set, never reaching this manager.
             raise ValueError(
                 "QuestionerRewardManager with reward.reward_model.enable=True needs "
-                "reward.custom_reward_function.path set (e.g. pkg://verl_ext.reward_functions, name "
+                "reward.custom_reward_function.path set (e.g. pkg://verl_ext.plugins.reward_functions, name "
                 "questioner_routing_marker); otherwise verl scores samples on its /classify path and "
                 "bypasses this manager"
             )

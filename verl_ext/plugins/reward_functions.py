@@ -43,5 +43,5 @@ def questioner_routing_marker(*args, **kwargs):
     (QuestionerRewardManager) is computed."""
     raise RuntimeError(
         "questioner_routing_marker is a config marker, not a reward function: use reward.reward_manager "
-        "QuestionerRewardManager (pkg://verl_ext.reward_manager) with it"
+        "QuestionerRewardManager (pkg://verl_ext.plugins.reward_manager) with it"
     )

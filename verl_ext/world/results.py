@@ -281,13 +281,12 @@ def plot(results: dict, path: Path) -> Path | None:
     return path
 
 
-def write_report(
+def write_outputs(
     cfg, per_seed: list[dict], out: Path, wall_seconds: float | None = None, base_seconds: float | None = None
 ) -> dict:
     """results.json, results.md, coevolution.png and report.html in `out`: the run report of the first seed's loop
     run with the world section on top, or the world section alone when that run directory is missing."""
-    from verl_ext.evolve.manifest import atomic_write_json, atomic_write_text
-    from verl_ext.report.render import write_report as write_run_report
+    from verl_ext.atomic_io import atomic_write_json, atomic_write_text
 
     from .experiment import SeedPaths
 
@@ -297,13 +296,24 @@ def write_report(
     atomic_write_text(out / "results.md", render_markdown(results))
     plot(results, out / "coevolution.png")
     run_dir = SeedPaths(out / f"seed_{cfg.seed_list()[0]}").run_dir
-    has_run = (run_dir / "manifest.json").is_file()
-    write_run_report(run_dir if has_run else None, out / "report.html", world_results=results)
+    write_html_report(results, run_dir if (run_dir / "manifest.json").is_file() else None, out / "report.html")
     return results
 
 
+PAGE_TITLE = "VisPlay in the controlled world"
+
+
+def write_html_report(results: dict, run_dir: str | Path | None, out: str | Path | None = None) -> Path:
+    """The run report of `run_dir` with the world section on top, or the world section alone without a run."""
+    from verl_ext.report.render import write_report as write_run_report
+
+    from .section import world_section
+
+    return write_run_report(run_dir, out, sections=[world_section(results)], title=PAGE_TITLE)
+
+
 def load_results(path: str | Path) -> dict:
-    """A results.json that `write_report` wrote; FileNotFoundError or ValueError naming the path for anything else."""
+    """A results.json that `write_outputs` wrote; FileNotFoundError or ValueError naming the path for anything else."""
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(

@@ -6,7 +6,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from verl_ext.evolve import infer
+from verl_ext.inference import offline as infer
 from verl_ext.visplay.records import PSEUDO_LABEL_COLUMNS, QUESTION_COLUMNS
 
 pytestmark = pytest.mark.slow  # loads the tiny model and imports verl's dataset module (~20 s on 2 busy cores)

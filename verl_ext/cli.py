@@ -1,23 +1,36 @@
-"""`python -m verl_ext.evolve --recipe recipes/X.yaml [--run-dir DIR] [--dry-run] [--force-from T:STAGE]`.
+"""The `visplay` command (also `python -m verl_ext`), the application layer above the loop, evaluation and reports:
 
-Runs (or resumes) a VisPlay evolution run described by a YAML recipe; `--dry-run` prints every stage's command.
+    visplay evolve --recipe recipes/X.yaml [--run-dir DIR] [--dry-run] [--force-from T:STAGE]
+    visplay eval ... | visplay report ... | visplay world ...   (the same as python -m verl_ext.eval|report|world)
+
+`evolve` runs (or resumes) a VisPlay evolution run described by a YAML recipe and refreshes its HTML report as it goes;
+`--dry-run` prints every stage's command.
 """
 
 from __future__ import annotations
 
 import argparse
+import importlib
 import sys
 from pathlib import Path
 
-from .loop import MissingOutputError, StaleStageError, default_run_dir, dry_run, run_evolution
-from .manifest import RunLockedError
-from .recipe import RecipeError, load_recipe
-from .stages import ALL_STAGES
+from verl_ext.evolve.loop import MissingOutputError, StaleStageError, default_run_dir, dry_run, run_evolution
+from verl_ext.evolve.manifest import RunLockedError
+from verl_ext.evolve.recipe import RecipeError, load_recipe
+from verl_ext.evolve.stages import ALL_STAGES
+from verl_ext.report.live import report_refresher
+
+# `visplay NAME ...` for the other applications: their own `main(argv)`, imported only when asked for.
+APPLICATIONS = {
+    "eval": "verl_ext.eval.__main__",
+    "report": "verl_ext.report.__main__",
+    "world": "verl_ext.world.__main__",
+}
 
 
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
-        prog="python -m verl_ext.evolve",
+        prog="visplay evolve",
         description="VisPlay self-evolution loop: questioner -> merge -> generate -> pseudo_label -> filter -> "
         "reasoner -> merge, for t = 1..T, resumable at the first unfinished stage.",
     )
@@ -41,7 +54,7 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
-def main(argv: list[str] | None = None) -> int:
+def evolve(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         recipe = load_recipe(args.recipe, overrides=args.overrides)
@@ -53,7 +66,9 @@ def main(argv: list[str] | None = None) -> int:
         dry_run(recipe, run_dir)
         return 0
     try:
-        run_evolution(recipe, run_dir, force_from=args.force_from, stop_after=args.stop_after)
+        run_evolution(
+            recipe, run_dir, force_from=args.force_from, stop_after=args.stop_after, after_stage=report_refresher()
+        )
     except (StaleStageError, MissingOutputError, RunLockedError, NotImplementedError, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
@@ -61,6 +76,20 @@ def main(argv: list[str] | None = None) -> int:
         print("interrupted; re-run the same command to resume", file=sys.stderr)
         return 130
     return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    commands = ["evolve", *APPLICATIONS]
+    if not argv or argv[0] in ("-h", "--help") or argv[0] not in commands:
+        print(
+            f"usage: visplay {{{','.join(commands)}}} ...  (visplay COMMAND --help for its options)", file=sys.stderr
+        )
+        return 0 if argv and argv[0] in ("-h", "--help") else 2
+    command, rest = argv[0], argv[1:]
+    if command == "evolve":
+        return evolve(rest)
+    return importlib.import_module(APPLICATIONS[command]).main(rest)
 
 
 if __name__ == "__main__":

@@ -1,4 +1,5 @@
-"""Entry point of VisPlay's two verl stages: `python -m verl_ext.main_visplay --config-name questioner|reasoner`.
+"""Entry point of VisPlay's two verl stages:
+`python -m verl_ext.plugins.main_visplay --config-name questioner|reasoner`.
 
 verl's own runner with one change: a TaskRunner whose `run` imports the VisPlay plugins inside the Ray actor
 (registering the `visplay_sync` trainer there) before verl's V1 TaskRunner looks the trainer up. verl is imported
@@ -24,7 +25,7 @@ def _task_runner_class():
         def register_plugins(self) -> None:
             # Ray pickles this class by value (it lives in __main__ under `python -m`), so no module-level import
             # of ours happens in the actor: import, and so register, here.
-            import verl_ext.trainer  # noqa: F401
+            import verl_ext.plugins.trainer  # noqa: F401
 
         def run(self, config: DictConfig):
             self.register_plugins()

@@ -1,6 +1,6 @@
-"""Offline test kit: a tiny random Qwen2.5-VL, synthetic images, and an OpenAI-compatible server for a local model.
-
-Nothing here touches the network. Names resolve lazily, so `import verl_ext.testkit` does not import torch.
+"""The embedded offline default: a tiny random Qwen2.5-VL (model, tokenizer, processor), synthetic images, and
+benchmark-shaped fixtures. The CPU recipes run on it (`testkit:tiny_vlm`, `images.source: testkit`); nothing here
+touches the network. Names resolve lazily, so `import verl_ext.tiny` does not import torch.
 """
 
 from __future__ import annotations
@@ -14,8 +14,6 @@ _EXPORTS = {
     "png_bytes": "images",
     "write_image_folder": "images",
     "write_image_parquet": "images",
-    "OpenAIChatServer": "openai_server",
-    "serve_model": "openai_server",
 }
 
 __all__ = sorted(_EXPORTS)

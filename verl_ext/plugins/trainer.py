@@ -3,7 +3,7 @@
 The reward loop scores one rollout at a time, but the repetition penalty is defined over all rollouts of a step.
 Before GRPO computes advantages, this trainer reads every real (non-padding) rollout's `vp_*` reward info from the
 TransferQueue, clusters the questions, and rewrites `rm_scores` with questioner_reward(p, pen, valid, mode, lambda).
-It also logs VisPlay's metrics (both stages). Registration runs on import; `verl_ext.main_visplay` imports this
+It also logs VisPlay's metrics (both stages). Registration runs on import; `verl_ext.plugins.main_visplay` imports this
 module inside the TaskRunner actor, where verl looks the trainer up.
 """
 
@@ -23,7 +23,7 @@ from verl.trainer.ppo.v1.trainer_base import register_trainer
 from verl.trainer.ppo.v1.trainer_sync import PPOTrainerSync
 from verl.utils import tensordict_utils as tu
 
-from verl_ext.reasoner_client import ReasonerEndpointError
+from verl_ext.plugins.reasoner_client import ReasonerEndpointError
 from verl_ext.visplay import questioner_reward, repetition_penalty
 
 logger = logging.getLogger(__name__)
@@ -32,7 +32,7 @@ logger.setLevel(os.getenv("VERL_LOGGING_LEVEL", "INFO"))
 TRAINER_NAME = "visplay_sync"
 METRIC_PREFIX = "visplay"
 QUESTION_TYPES = ("multiple choice", "numerical", "regression")
-# The reward-manager fields this trainer reads (see verl_ext.reward_manager.EXTRA_INFO_DEFAULTS).
+# The reward-manager fields this trainer reads (see verl_ext.plugins.reward_manager.EXTRA_INFO_DEFAULTS).
 REQUIRED_FIELDS = ("vp_valid", "vp_question", "vp_confidence", "vp_type", "vp_reasoner_failed")
 OPTIONAL_FIELDS = (
     "vp_reasoner_error",
@@ -197,7 +197,7 @@ def read_reward_extra_info(keys: list[str], partition_id: str, layout: str, fiel
         except Exception as exc:
             raise RuntimeError(
                 f"could not read the reward fields {list(field_names)} from the TransferQueue; is "
-                "reward.reward_manager QuestionerRewardManager (pkg://verl_ext.reward_manager)?"
+                "reward.reward_manager QuestionerRewardManager (pkg://verl_ext.plugins.reward_manager)?"
             ) from exc
         columns = {name: [_unwrap(v) for v in _as_list(data[name])] for name in field_names}
         return [{name: columns[name][i] for name in field_names} for i in range(len(keys))]
@@ -259,7 +259,7 @@ class VisPlayTrainer(PPOTrainerSync):
         if missing:
             raise RuntimeError(
                 f"visplay.stage=questioner but the reward info lacks {missing}: set reward.reward_manager to "
-                "QuestionerRewardManager (source=importlib, module.path=pkg://verl_ext.reward_manager)"
+                "QuestionerRewardManager (source=importlib, module.path=pkg://verl_ext.plugins.reward_manager)"
             )
         outcome = compute_questioner_rewards(infos, PenaltySettings.from_config(self.config))
         rewrite_rm_scores(batch.keys, batch.partition_id, {i: r for i, r in zip(real, outcome.rewards, strict=True)})

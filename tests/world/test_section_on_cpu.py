@@ -1,6 +1,6 @@
 """The controlled world's section of the run report: its tables hold the numbers of results.json (read back from the
 HTML), its charts show each arm with its spread, missing values render as "–", the markdown and the HTML agree, and
-both `python -m verl_ext.report --world-results` and the world experiment's own report write it."""
+both `python -m verl_ext.world report` and the world experiment's own report write it."""
 
 import copy
 import json
@@ -14,10 +14,11 @@ from pathlib import Path
 
 import pytest
 
-from verl_ext.report.__main__ import main
-from verl_ext.report.world import world_section
+from verl_ext.report.__main__ import main as report_main
+from verl_ext.world.__main__ import main
 from verl_ext.world.experiment import ExperimentConfig, SeedPaths
-from verl_ext.world.report import ARM_LABELS, ARMS, LOOP, QUESTION_CURVES, render_markdown, summarize, write_report
+from verl_ext.world.results import ARM_LABELS, ARMS, LOOP, QUESTION_CURVES, render_markdown, summarize, write_outputs
+from verl_ext.world.section import world_section
 
 ROOT = Path(__file__).resolve().parents[2]
 KINDS = ("greedy", "sampled", "majority")
@@ -209,7 +210,7 @@ def test_cli_writes_the_world_section_alone_or_on_top_of_a_run(world_results, re
     path.parent.mkdir()
     path.write_text(json.dumps(world_results))
     proc = subprocess.run(
-        [sys.executable, "-m", "verl_ext.report", "--world-results", str(path)],
+        [sys.executable, "-m", "verl_ext.world", "report", str(path)],
         cwd=ROOT,
         capture_output=True,
         text=True,
@@ -221,7 +222,7 @@ def test_cli_writes_the_world_section_alone_or_on_top_of_a_run(world_results, re
     assert set(COLUMNS) <= set(page.tables) and "stage-table" not in page.tables
 
     out = tmp_path / "full.html"
-    assert main(["--run", str(report_run), "--world-results", str(path), "--out", str(out)]) == 0
+    assert main(["report", str(path), "--run", str(report_run), "--out", str(out)]) == 0
     html = out.read_text()
     assert html.index('<section id="world">') < html.index('id="stage-table"')
     assert {"world-accuracy", "world-questions", "coevolution"} <= set(Page(html).charts)
@@ -235,23 +236,23 @@ def test_cli_bad_world_results_exit_2(tmp_path, capsys, content):
     elif content is not None:
         path.write_text(content)
     out = tmp_path / "report.html"
-    assert main(["--world-results", str(path), "--out", str(out)]) == 2
+    assert main(["report", str(path), "--out", str(out)]) == 2
     err = capsys.readouterr().err
-    assert err.startswith("error: --world-results: ") and str(path) in err
+    assert err.startswith("error: ") and str(path) in err
     assert not out.exists()
 
 
-def test_cli_needs_a_run_or_world_results(capsys):
+def test_report_cli_needs_a_run(capsys):
     with pytest.raises(SystemExit) as exit_info:
-        main([])
-    assert exit_info.value.code == 2 and "--world-results" in capsys.readouterr().err
+        report_main([])
+    assert exit_info.value.code == 2 and "--run" in capsys.readouterr().err
 
 
 def test_world_report_puts_the_section_on_top_of_the_first_seeds_run(tmp_path, report_run, world_seed):
     cfg = ExperimentConfig(seeds=2, first_seed=3, iterations=2)
     run_dir = SeedPaths(tmp_path / "seed_3").run_dir
     shutil.copytree(report_run, run_dir)
-    write_report(cfg, [world_seed(3, 0.01), world_seed(4, 0.03)], tmp_path, wall_seconds=1.0)
+    write_outputs(cfg, [world_seed(3, 0.01), world_seed(4, 0.03)], tmp_path, wall_seconds=1.0)
     html = (tmp_path / "report.html").read_text()
     page = Page(html)
     assert set(COLUMNS) <= set(page.tables) and "stage-table" in page.tables

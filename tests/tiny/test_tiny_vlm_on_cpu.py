@@ -41,7 +41,7 @@ def model(tiny_vlm_path):
 
 
 def test_build_is_deterministic(tmp_path, tiny_vlm_path):
-    from verl_ext.testkit.tiny_vlm import build_tiny_vlm
+    from verl_ext.tiny.tiny_vlm import build_tiny_vlm
 
     again = build_tiny_vlm(tmp_path / "again", seed=0)
     names = sorted(p.name for p in Path(tiny_vlm_path).iterdir())
@@ -137,7 +137,7 @@ def test_processor_image_tokens_match_grid(processor, synthetic_images):
 def test_generate_with_image_never_samples_placeholders(processor, model, synthetic_images):
     import torch
 
-    from verl_ext.testkit.tiny_vlm import suppressed_token_ids
+    from verl_ext.tiny.tiny_vlm import suppressed_token_ids
 
     text = processor.apply_chat_template(_message(), add_generation_prompt=True)
     inputs = processor(text=[text], images=[synthetic_images[1][0]], return_tensors="pt")
@@ -185,7 +185,7 @@ def test_verl_loads_processor_and_tokenizer(tiny_vlm_path):
 
 
 def test_cache_builds_once_and_survives_a_race(tmp_path, tiny_vlm_path):
-    from verl_ext.testkit.tiny_vlm import tiny_vlm_path as cached
+    from verl_ext.tiny.tiny_vlm import tiny_vlm_path as cached
 
     with ThreadPoolExecutor(2) as pool:
         paths = list(pool.map(lambda _: cached(cache_dir=tmp_path), range(2)))
@@ -199,7 +199,7 @@ def test_cache_builds_once_and_survives_a_race(tmp_path, tiny_vlm_path):
 
 
 def test_cache_dir_from_environment(tmp_path, monkeypatch):
-    from verl_ext.testkit.tiny_vlm import default_cache_dir
+    from verl_ext.tiny.tiny_vlm import default_cache_dir
 
     monkeypatch.setenv("VISPLAY_CACHE", str(tmp_path))
     assert default_cache_dir() == tmp_path

@@ -1,0 +1,3 @@
+"""Inference below both the loop and evaluation: batched engines (`engines`: HF generate, vLLM) and the offline
+generation / pseudo-labelling jobs the loop runs as subprocesses (`python -m verl_ext.inference`, `offline`).
+"""
