@@ -25,7 +25,13 @@ def atomic_write_text(path: str | os.PathLike, text: str) -> None:
 
 
 def atomic_write_json(path: str | os.PathLike, data: Any) -> None:
-    atomic_write_text(path, json.dumps(data, indent=2, sort_keys=True, default=str) + "\n")
+    """Strict JSON: NaN and infinities are refused (ValueError naming the file), never written as `NaN`/`Infinity`,
+    which other JSON readers reject; a caller turns a non-finite number into null where it enters."""
+    try:
+        text = json.dumps(data, indent=2, sort_keys=True, default=str, allow_nan=False)
+    except ValueError as exc:
+        raise ValueError(f"{path}: refusing to write a non-finite number into JSON ({exc})") from exc
+    atomic_write_text(path, text + "\n")
 
 
 def _fsync_dir(path: Path) -> None:

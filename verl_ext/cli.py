@@ -14,7 +14,15 @@ import importlib
 import sys
 from pathlib import Path
 
-from verl_ext.evolve.loop import MissingOutputError, StaleStageError, default_run_dir, dry_run, run_evolution
+from verl_ext.evolve.loop import (
+    MissingOutputError,
+    StaleStageError,
+    Terminated,
+    default_run_dir,
+    dry_run,
+    run_evolution,
+    sigterm_interrupts,
+)
 from verl_ext.evolve.manifest import RunLockedError
 from verl_ext.evolve.recipe import RecipeError, load_recipe
 from verl_ext.evolve.stages import ALL_STAGES
@@ -66,15 +74,16 @@ def evolve(argv: list[str] | None = None) -> int:
         dry_run(recipe, run_dir)
         return 0
     try:
-        run_evolution(
-            recipe, run_dir, force_from=args.force_from, stop_after=args.stop_after, after_stage=report_refresher()
-        )
+        with sigterm_interrupts():
+            run_evolution(
+                recipe, run_dir, force_from=args.force_from, stop_after=args.stop_after, after_stage=report_refresher()
+            )
     except (StaleStageError, MissingOutputError, RunLockedError, NotImplementedError, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    except KeyboardInterrupt:
-        print("interrupted; re-run the same command to resume", file=sys.stderr)
-        return 130
+    except KeyboardInterrupt as exc:
+        print(f"interrupted ({exc or 'SIGINT'}); re-run the same command to resume", file=sys.stderr)
+        return 143 if isinstance(exc, Terminated) else 130
     return 0
 
 

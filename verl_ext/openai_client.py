@@ -74,8 +74,9 @@ def normalize_base_url(url: str) -> str:
     return url
 
 
-def api_key_from_env(names: Iterable[str | None], environ: Mapping[str, str] = os.environ) -> str | None:
+def api_key_from_env(names: Iterable[str | None], environ: Mapping[str, str] | None = None) -> str | None:
     """The first non-empty variable of `names` (the key itself is never logged or written by this module)."""
+    environ = os.environ if environ is None else environ  # looked up at call time: a test or a launcher may swap it
     return next((environ[n] for n in names if n and environ.get(n)), None)
 
 

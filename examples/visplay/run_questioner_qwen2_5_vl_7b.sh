@@ -2,7 +2,8 @@
 # VisPlay questioner stage on verl: GRPO on Q_t with the frozen reasoner S_{t-1} scoring each question.
 # Default layout (reference run): 4 GPUs train the questioner, 4 GPUs serve the frozen reasoner (verl's
 # reward-model pool). REASONER_HOSTING=colocated shares the training GPUs (sleep/wake per step);
-# REASONER_HOSTING=external uses REASONER_URL, any OpenAI-compatible endpoint you run yourself.
+# REASONER_HOSTING=external uses REASONER_URL, any OpenAI-compatible endpoint you run yourself; its API key, if it
+# needs one, goes in the environment variable VISPLAY_REASONER_API_KEY (never on the command line: verl prints its config).
 set -xeuo pipefail
 
 NNODES=${NNODES:-1}

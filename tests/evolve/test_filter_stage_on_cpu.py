@@ -99,3 +99,25 @@ def test_missing_columns_are_named(tmp_path):
     pq.write_table(pa.table({"id": ["a"], "question": ["q"]}), path)
     with pytest.raises(ValueError, match="missing columns .*pseudo_label"):
         run_filter(path, path, tmp_path / "o", FilterConfig(), StatsConfig(), iteration=1, seed=0)
+
+
+def test_non_finite_confidences_are_no_answer_and_never_reach_json(tmp_path):
+    """An infinite confidence crashed the histogram (OverflowError) and NaN reached stats.json as `"mean": NaN`."""
+    rows = [("How many dots?", "3", 0.5, 10), ("Which is larger?", "A", float("inf"), 10),
+            ("What colour?", "red", float("nan"), 10), ("How many lines?", "2", 0.6, 10)]  # fmt: skip
+    labels, questions, out = tmp_path / "l.parquet", tmp_path / "q.parquet", tmp_path / "o"
+    _write(labels, rows)
+    _questions(questions, rows)
+    stats = run_filter(labels, questions, out, FilterConfig(0.3, 0.8), StatsConfig(), iteration=1, seed=0)
+    assert stats["confidence"]["n"] == 2 and stats["confidence"]["mean"] == pytest.approx(0.55)
+    assert stats["filter"]["counts"]["no_answer"] == 2 and stats["filter"]["counts"]["kept"] == 2
+    text = (out / "stats.json").read_text()
+    assert "NaN" not in text and "Infinity" not in text and json.loads(text)["difficulty"] == pytest.approx(0.45)
+
+
+def test_json_writer_refuses_non_finite_numbers(tmp_path):
+    from verl_ext.atomic_io import atomic_write_json
+
+    with pytest.raises(ValueError, match="bad.json: refusing to write a non-finite number"):
+        atomic_write_json(tmp_path / "bad.json", {"mean": float("nan")})
+    assert not (tmp_path / "bad.json").exists()

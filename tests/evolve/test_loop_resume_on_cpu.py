@@ -239,3 +239,52 @@ def test_checkpoints_pruned_after_merge_do_not_block_resume(tmp_path):
     again = FakeBackend()
     run_evolution(_recipe("storage.keep_checkpoints=false", "iterations=1"), run, again, log=_quiet)
     assert again.calls == []
+
+
+TERM_SCRIPT = """
+import sys
+from verl_ext.evolve.fake_backend import FakeBackend
+from verl_ext.evolve.loop import run_evolution, sigterm_interrupts
+from verl_ext.evolve.recipe import load_recipe
+recipe = load_recipe(sys.argv[1], overrides=sys.argv[4:], env={})
+with sigterm_interrupts():
+    run_evolution(recipe, sys.argv[2], FakeBackend(block_at="1:pseudo_label", ready_file=sys.argv[3]))
+"""
+
+
+def test_sigterm_records_the_stage_as_interrupted_then_resumes(reference, tmp_path):
+    """What Slurm sends on preemption: the stage is recorded as interrupted (not left `running`, not `failed`), the
+    message says to re-run, and the re-run ends identical to an uninterrupted run."""
+    _, ref_snap, ref_calls = reference
+    run, ready, script = tmp_path / "run", tmp_path / "ready", tmp_path / "loop.py"
+    script.write_text(TERM_SCRIPT)
+    proc = subprocess.Popen(
+        [sys.executable, str(script), str(ROOT / "recipes/tiny.yaml"), str(run), str(ready), *OVERRIDES],
+        cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+    )  # fmt: skip
+    try:
+        deadline = time.monotonic() + 90
+        while not ready.exists():
+            assert proc.poll() is None, proc.stdout.read().decode()
+            assert time.monotonic() < deadline, "the loop never reached 1:pseudo_label"
+            time.sleep(0.05)
+        os.kill(proc.pid, signal.SIGTERM)  # the process this test started, by pid
+    finally:
+        out = proc.communicate(timeout=30)[0].decode()
+    assert proc.returncode == 1 and "Terminated: signal SIGTERM" in out  # the exception ended the script
+    assert "1:pseudo_label: interrupted (signal SIGTERM); re-run the same command to resume" in out
+    assert Manifest(run).state("1:pseudo_label") == "interrupted"
+
+    resumed = FakeBackend()
+    run_evolution(_recipe(), run, resumed, log=_quiet)
+    assert resumed.calls == ref_calls[ref_calls.index("1:pseudo_label") :]
+    assert snapshot(run) == ref_snap
+
+
+def test_a_failure_is_not_announced_as_resumable(tmp_path):
+    lines = []
+    with pytest.raises(RuntimeError):
+        run_evolution(_recipe(), tmp_path / "run", FakeBackend(crash_at="1:generate"), log=lines.append)
+    failed = [line for line in lines if "1:generate: failed" in line]
+    assert failed and "re-run" not in failed[0] and "finished stages are kept" in failed[0]
+    assert Manifest(tmp_path / "run").state("1:generate") == "failed"

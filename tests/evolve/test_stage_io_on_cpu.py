@@ -75,3 +75,39 @@ def test_slurm_script_is_valid_bash():
 
     script = Path(__file__).resolve().parents[2] / "recipes/slurm/evolve.sbatch"
     assert subprocess.run(["bash", "-n", str(script)], capture_output=True).returncode == 0
+
+
+FORWARD_SCRIPT = """
+import sys, threading, os, signal, time
+from pathlib import Path
+from verl_ext.evolve.backend import Command, run_command
+from verl_ext.evolve.loop import Terminated, sigterm_interrupts
+code = "import time, pathlib, sys; pathlib.Path(sys.argv[1]).touch(); time.sleep(60)"
+child = [sys.executable, "-c", code, sys.argv[1]]
+with sigterm_interrupts():
+    try:
+        run_command(Command(child, "sleeper"), Path(sys.argv[2]), echo=False)
+    except Terminated as exc:
+        print("TERMINATED", exc)
+"""
+
+
+def test_a_signal_forwarded_to_a_stage_command_interrupts_the_loop(tmp_path):
+    """SIGTERM reaches the stage's process group and then the loop itself: an interruption, not a failed command."""
+    import os
+    import signal
+    import subprocess
+    import time
+
+    ready, log, script = tmp_path / "ready", tmp_path / "stage.log", tmp_path / "loop.py"
+    script.write_text(FORWARD_SCRIPT)
+    proc = subprocess.Popen([sys.executable, str(script), str(ready), str(log)], stdout=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 60
+        while not ready.exists():
+            assert proc.poll() is None and time.monotonic() < deadline
+            time.sleep(0.05)
+        os.kill(proc.pid, signal.SIGTERM)  # the process this test started, by pid
+    finally:
+        out = proc.communicate(timeout=30)[0]
+    assert proc.returncode == 0 and "TERMINATED signal SIGTERM" in out

@@ -75,3 +75,20 @@ def test_reasoner_reward_equals_core_score():
     assert rewards == pytest.approx([reasoner_score(t, y, 0.1)["overall"] for t, y in zip(texts, labels, strict=True)])
     assert rewards == pytest.approx([1.0, 0.1, 0.0, 1.0, 1.0])
     assert logged == {"visplay/accuracy": pytest.approx(3 / 5), "visplay/format": pytest.approx(4 / 5)}
+
+
+def test_a_resumed_stage_keeps_one_metrics_row_per_step(tmp_path):
+    """Rows the killed attempt logged after its last checkpoint are dropped, as is a line cut by the kill."""
+    import json
+
+    from verl_ext.local.grpo import trim_metrics
+
+    path = tmp_path / "metrics.jsonl"
+    rows = [{"step": s, "loss": s / 10} for s in (1, 2, 3, 4)]
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows) + '{"step": 5, "lo')
+    trim_metrics(path, 2)
+    assert [json.loads(line)["step"] for line in path.read_text().splitlines()] == [1, 2]
+    trim_metrics(path, 0)  # a fresh start: nothing of the killed attempt stays
+    assert path.read_text() == ""
+    trim_metrics(tmp_path / "absent.jsonl", 3)  # nothing to trim
+    assert not (tmp_path / "absent.jsonl").exists()

@@ -74,7 +74,9 @@ async def test_tops_up_missing_samples_and_counts_what_never_came():
         await client.aclose()
         await server.close()
     assert [r["n"] for r in endpoint.requests] == [4, 2, 1]  # ask only for what is still missing
-    assert result.ok and len(result.texts) == 3 and result.missing == 1 and result.attempts == 3
+    # 3 of m = 4 after every retry: a failure, never a vote over 3
+    assert not result.ok and len(result.texts) == 3 and result.missing == 1 and result.attempts == 3
+    assert "3 of 4 samples after 3 attempts" in result.error
 
 
 async def test_timeouts_are_counted_and_end_in_an_error():
@@ -151,22 +153,96 @@ def test_real_tiny_vlm_endpoint_returns_m_samples(tiny_vlm_server, synthetic_ima
     assert all(r.ok and r.attempts == 1 and all(isinstance(t, str) for t in r.texts) for r in results)
 
 
-async def test_reward_manager_votes_on_what_came_back_and_counts_missing_answers():
+async def test_reward_manager_votes_on_m_answers_and_fails_a_short_reply():
     from verl_ext.plugins.reward_manager import QuestionerRewardSettings, score_question
     from verl_ext.visplay import questioner_reward
 
     question = "<type>numerical</type><question>How many dots?</question><answer>3</answer>"
     answers = ["so \\boxed{3}", "\\boxed{3.0}", "no box", "\\boxed{4}", "\\boxed{3}"]
-    # 4 asked, 3 answered first, then 1 more, then nothing: m = 5 with 1 sample missing
-    server, endpoint = await _serve([3, 1], default=0, answers=answers)
+    # 5 asked, 3 answered first, then the 2 missing
+    server, endpoint = await _serve([3, 2], default=0, answers=list(answers))
     client = _client(server, num_samples=5, max_retries=2)
     try:
         info = await score_question(question, Image.new("RGB", (8, 8)), client, QuestionerRewardSettings())
+        # the same, but the endpoint never sends the fifth answer
+        server2, _ = await _serve([3, 1], default=0, answers=list(answers))
+        client2 = _client(server2, num_samples=5, max_retries=2)
+        short = await score_question(question, Image.new("RGB", (8, 8)), client2, QuestionerRewardSettings())
+        await client2.aclose()
+        await server2.close()
     finally:
         await client.aclose()
         await server.close()
     assert endpoint.requests[0]["messages"][0]["content"][1]["text"].startswith("How many dots?")
-    assert (info["vp_num_requested"], info["vp_num_samples"], info["vp_num_missing"]) == (5, 4, 1)
-    assert info["vp_confidence"] == pytest.approx(2 / 5)  # {3, 3.0} of m = 5; the missing one counts as unparsed
-    assert info["vp_num_unparsed"] == 2 and info["vp_pseudo_label"] in ("3", "3.0")
-    assert info["vp_uncertainty"] == pytest.approx(questioner_reward(2 / 5, 0.0, True))
+    assert (info["vp_num_requested"], info["vp_num_samples"], info["vp_num_missing"]) == (5, 5, 0)
+    assert info["vp_confidence"] == pytest.approx(3 / 5)  # {3, 3.0, 3} of m = 5
+    assert info["vp_num_unparsed"] == 1 and info["vp_pseudo_label"] in ("3", "3.0")
+    assert info["vp_uncertainty"] == pytest.approx(questioner_reward(3 / 5, 0.0, True))
+    assert short["vp_reasoner_failed"] == 1.0 and "4 of 5 samples" in short["vp_reasoner_error"]
+    assert (short["vp_num_samples"], short["vp_num_missing"], short["vp_confidence"]) == (4, 1, 0.0)
+
+
+async def test_a_short_or_textless_answer_is_a_failure_not_a_smaller_vote():
+    """Choices without text are no samples, and a question short of m samples after the retries fails (the old
+    client scored 4 null contents as 4 unparsable answers, p = 0, and a 1-of-4 reply as a vote of 3)."""
+    server, endpoint = await _serve([], default=1, answers=None)
+    client = _client(server, max_retries=1)  # two attempts of one choice each: 2 of 4 samples
+    try:
+        short = await client.sample("q", None)
+    finally:
+        await client.aclose()
+        await server.close()
+    assert not short.ok and short.texts == ["\\boxed{0}", "\\boxed{0}"] and short.missing == 2
+    assert "2 of 4 samples after 2 attempts" in short.error and [r["n"] for r in endpoint.requests] == [4, 3]
+
+    requests = []
+    app_server = await _serve_handler(_null_contents(requests))
+    client = _client(app_server, model="m", max_retries=2)
+    try:
+        textless = await client.sample("q", None)
+    finally:
+        await client.aclose()
+        await app_server.close()
+    assert not textless.ok and textless.texts == [] and textless.textless == 12
+    assert "no completions after 3 attempts (12 choices without text)" in textless.error
+
+
+async def test_top_up_fills_m_from_several_partial_replies():
+    server, endpoint = await _serve([1, 2], default=None)
+    client = _client(server)
+    try:
+        result = await client.sample("q", None)
+    finally:
+        await client.aclose()
+        await server.close()
+    assert result.ok and len(result.texts) == 4 and [r["n"] for r in endpoint.requests] == [4, 3, 1]
+
+
+def _null_contents(requests):
+    async def chat(request):
+        body = await request.json()
+        requests.append(body)
+        choices = [{"index": i, "message": {"role": "assistant", "content": None}} for i in range(body["n"])]
+        return web.json_response({"choices": choices})
+
+    return chat
+
+
+async def _serve_handler(chat):
+    app = web.Application()
+    app.router.add_post("/v1/chat/completions", chat)
+    server = TestServer(app, host="127.0.0.1")
+    await server.start_server()
+    return server
+
+
+def test_the_api_key_comes_from_the_environment_only(monkeypatch):
+    from verl_ext.plugins.reasoner_client import ReasonerEndpointError
+
+    monkeypatch.setenv("MY_KEY", "sk-env")
+    client = ReasonerClient.from_config({"base_url": "h:1", "model": "m", "api_key_env": "MY_KEY"})
+    assert client.api_key == "sk-env" and "sk-env" not in repr(client)
+    monkeypatch.setenv("VISPLAY_REASONER_API_KEY", "sk-default")
+    assert ReasonerClient.from_config({"base_url": "h:1", "model": "m"}).api_key == "sk-default"
+    with pytest.raises(ReasonerEndpointError, match="environment variable named by visplay.reasoner.api_key_env"):
+        ReasonerClient.from_config({"base_url": "h:1", "api_key": "sk-in-config"})

@@ -153,7 +153,8 @@ def run_command(cmd: Command, log_path: Path, echo: bool = True) -> None:
     """Run `cmd` in its own process group, streaming its output to `log_path` (and stdout when `echo`).
 
     SIGINT/SIGTERM delivered to the loop (Ctrl-C, Slurm preemption) are forwarded to this child's process group
-    only: the loop never stops processes it did not start.
+    only: the loop never stops processes it did not start. Once the child has ended, the signal is raised again in
+    the loop itself, so the stage is recorded as interrupted rather than as a failed command.
     """
     log_path.parent.mkdir(parents=True, exist_ok=True)
     env = {**os.environ, "PYTHONUNBUFFERED": "1", **cmd.env}
@@ -175,8 +176,10 @@ def run_command(cmd: Command, log_path: Path, echo: bool = True) -> None:
         reader = threading.Thread(target=pump, daemon=True)
         reader.start()
         forwarded = {}
+        received: list[int] = []
 
         def forward(signum, _frame):
+            received.append(signum)
             try:
                 os.killpg(proc.pid, signum)
             except ProcessLookupError:
@@ -193,5 +196,7 @@ def run_command(cmd: Command, log_path: Path, echo: bool = True) -> None:
                 signal.signal(sig, handler)
             reader.join(timeout=10)
             proc.stdout.close()
+    if received:
+        signal.raise_signal(received[0])  # the loop's own handler now (KeyboardInterrupt, Terminated)
     if rc != 0:
         raise CommandFailed(f"{cmd.description or cmd.argv[0]} exited with status {rc}; log: {log_path}")

@@ -16,6 +16,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from verl_ext.atomic_io import atomic_write_json
+from verl_ext.visplay._numbers import finite_float
 from verl_ext.visplay.records import FILTER_REASONS, PSEUDO_LABEL_COLUMNS, missing_columns
 
 from .recipe import FilterConfig, StatsConfig
@@ -166,7 +167,8 @@ def compute_stats(
     stats["question_types"] = dict(Counter(light["question_type"][i] or "unknown" for i in labelled))
 
     # Confidence histogram over questions that received answers.
-    conf = [float(light["confidence"][i]) for i in labelled if light["confidence"][i] is not None]
+    # rule: a confidence that is not a finite number (NaN, inf: no usable vote) is no answer, here as in the filter
+    conf = [p for i in labelled if (p := finite_float(light["confidence"][i])) is not None]
     stats["confidence"] = _histogram(conf, stats_cfg.histogram_bins)
     stats["difficulty"] = None if not conf else round(1.0 - sum(conf) / len(conf), 6)  # 1 - mean p (paper's plot)
 

@@ -8,12 +8,15 @@ that changed, unless `force_from` names where to redo from.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import shutil
+import signal
 import sys
+import threading
 import time
 import traceback
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import TextIO
 
@@ -24,7 +27,7 @@ from verl_ext.atomic_io import atomic_write_json, atomic_write_text
 from .backend import Backend, StageContext, get_backend
 from .filter_stage import run_filter, write_run_stats
 from .images import prepare_images
-from .manifest import DONE, STAGE_MARKER, Manifest, diff_configs, run_lock
+from .manifest import DONE, FAILED, INTERRUPTED, STAGE_MARKER, Manifest, diff_configs, run_lock
 from .recipe import Recipe
 from .stages import RunLayout, StageSpec, build_plan, parse_stage_key, stage_key
 
@@ -39,6 +42,28 @@ BACKEND_METHOD = {
     "reasoner": "train_reasoner",
     "reasoner_merge": "merge",
 }
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM (Slurm's preemption, `kill`) as an interruption: the stage is recorded as interrupted, like Ctrl-C."""
+
+
+@contextlib.contextmanager
+def sigterm_interrupts() -> Iterator[None]:
+    """Within the block, SIGTERM raises `Terminated` in the main thread (Python's default would end the process
+    without recording the stage). Elsewhere than the main thread, a no-op."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def handler(signum, _frame):
+        raise Terminated(f"signal {signal.Signals(signum).name}")
+
+    previous = signal.signal(signal.SIGTERM, handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 class StaleStageError(RuntimeError):
@@ -189,8 +214,12 @@ def _run_stage(spec: StageSpec, recipe: Recipe, run_dir: Path, backend: Backend,
             if not spec.work_path(name).exists():
                 raise MissingOutputError(f"stage {spec.key}: the backend did not write {spec.work_path(name)}")
     except BaseException as exc:  # KeyboardInterrupt included: record it, then let it end the run
-        manifest.fail(spec.key, "".join(traceback.format_exception(exc)))
-        log(f"[evolve] {spec.key}: failed ({type(exc).__name__}: {exc}); re-run to resume")
+        interrupted = isinstance(exc, KeyboardInterrupt)
+        manifest.fail(spec.key, "".join(traceback.format_exception(exc)), INTERRUPTED if interrupted else FAILED)
+        if interrupted:  # only an interruption is certain to go on where it stopped
+            log(f"[evolve] {spec.key}: interrupted ({exc or 'SIGINT'}); re-run the same command to resume")
+        else:
+            log(f"[evolve] {spec.key}: failed ({type(exc).__name__}: {exc}); finished stages are kept")
         raise
     seconds = round(time.monotonic() - started, 3)
     marker = {

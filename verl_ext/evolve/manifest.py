@@ -22,7 +22,7 @@ MANIFEST_NAME = "manifest.json"
 MANIFEST_VERSION = 1
 STAGE_MARKER = ".stage.json"  # written inside a stage's output before it is renamed into place
 
-PENDING, RUNNING, DONE, FAILED = "pending", "running", "done", "failed"
+PENDING, RUNNING, DONE, FAILED, INTERRUPTED = "pending", "running", "done", "failed", "interrupted"
 
 
 def config_hash(config: Any) -> str:
@@ -139,11 +139,12 @@ class Manifest:
         self.stages[key] = {**marker, "state": DONE, "adopted": True}
         self.save()
 
-    def fail(self, key: str, error: str) -> None:
+    def fail(self, key: str, error: str, state: str = FAILED) -> None:
+        """Record a stage that ended without its output: FAILED, or INTERRUPTED (SIGINT, SIGTERM)."""
         rec = self.stages.get(key)
         if rec is None:
             return
-        rec["state"] = FAILED
+        rec["state"] = state
         rec["error"] = error[-4000:]
         rec["finished"] = _now()
         self.save()

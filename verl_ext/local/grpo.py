@@ -17,6 +17,8 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from verl_ext.atomic_io import atomic_write_text
+
 from .models import atomic_dir, load_model, save_model_dir, suppressed_token_ids
 
 if TYPE_CHECKING:  # the recipe's grpo block, by shape only: the TRL backend sits below the loop
@@ -106,6 +108,23 @@ def latest_checkpoint(out_dir: str | Path) -> str | None:
     return str(max(found)[1]) if found else None
 
 
+def trim_metrics(path: str | Path, through_step: int) -> None:
+    """Keep the rows of a metrics file up to `through_step` (the checkpoint a resumed attempt starts from): the
+    steps after it are trained again, so their rows from the killed attempt would otherwise appear twice."""
+    path = Path(path)
+    if not path.is_file():
+        return
+    kept = []
+    for line in path.read_text().splitlines():
+        try:
+            step = json.loads(line).get("step")
+        except (ValueError, AttributeError):
+            continue  # a line cut by the kill
+        if isinstance(step, int) and step <= through_step:
+            kept.append(line)
+    atomic_write_text(path, "".join(f"{line}\n" for line in kept))
+
+
 def _log_callback(out_dir: Path, log: Callable[[str], None], role: str):
     from transformers import TrainerCallback
 
@@ -192,6 +211,7 @@ def run_grpo(
         trainer.remove_callback(cb)
     trainer.add_callback(_log_callback(out_dir, log, role))
     resume = latest_checkpoint(out_dir)
+    trim_metrics(out_dir / METRICS_FILE, int(Path(resume).name.split("-")[1]) if resume else 0)
     if resume:
         log(f"[{role}] resuming from {resume}")
     result = trainer.train(resume_from_checkpoint=resume)

@@ -1,7 +1,10 @@
 """Async client of the frozen reasoner behind an OpenAI-compatible `/v1/chat/completions` endpoint.
 
 m samples per question (image sent as a data URL), many questions concurrently, retries with backoff on
-transient errors, and a result that says how many samples really came back. Used by the questioner reward
+transient errors, and a result that says how many samples really came back. A result is valid only when every
+requested sample came back as text: a choice without text content (`"content": null`) is no sample, and a question
+still short of m samples after the retries is a failure, never a smaller vote. The API key comes from an environment
+variable (`api_key_env`), never from the config that verl prints. Used by the questioner reward
 manager (verl's reward-model router or a user's URL) and usable from offline code through `sample_many_sync`.
 """
 
@@ -23,9 +26,12 @@ from verl_ext.openai_client import (
     PermanentError,
     RetryPolicy,
     TransientError,
+    api_key_from_env,
     choice_texts,
     normalize_base_url,
 )
+
+DEFAULT_API_KEY_ENV = "VISPLAY_REASONER_API_KEY"
 
 logger = logging.getLogger(__name__)
 logger.setLevel(os.getenv("VERL_LOGGING_LEVEL", "WARN"))
@@ -45,6 +51,7 @@ class SampleResult:
     timeouts: int = 0
     error: str | None = None  # set when the request failed for good; texts may then be partial or empty
     latency_s: float = 0.0
+    textless: int = 0  # choices that came back without text content (not counted as samples)
 
     @property
     def missing(self) -> int:
@@ -74,7 +81,7 @@ class ReasonerClient:
     # after a question exhausts its retries on connection errors, fail others fast for this long
     dead_cooldown_s: float = 30.0
     image_format: str = "PNG"
-    api_key: str | None = None
+    api_key: str | None = field(default=None, repr=False)  # from the environment (from_config); never printed
     extra_body: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self):
@@ -103,7 +110,12 @@ class ReasonerClient:
                 "the frozen reasoner with reward.reward_model.enable=True and reward.reward_model.model_path=..."
             )
         model = get("model", None) or default_model
-        kwargs = {}
+        if get("api_key", None):
+            raise ReasonerEndpointError(
+                "visplay.reasoner.api_key: verl prints its config, so the key is read from the environment variable "
+                f"named by visplay.reasoner.api_key_env (default {DEFAULT_API_KEY_ENV}), never from the config"
+            )
+        kwargs = {"api_key": api_key_from_env([get("api_key_env", None) or DEFAULT_API_KEY_ENV])}
         for key in (
             "num_samples",
             "temperature",
@@ -117,7 +129,6 @@ class ReasonerClient:
             "max_backoff_s",
             "dead_cooldown_s",
             "image_format",
-            "api_key",
         ):
             value = get(key, None)
             if value is not None:
@@ -164,17 +175,18 @@ class ReasonerClient:
                         break
                     await asyncio.sleep(self._retry.delay(result.attempts, exc.retry_after))
                     continue
-                if not texts and result.attempts <= self.max_retries:
-                    logger.warning("reasoner returned no choices for a question; asking again")
+                received = [t for t in texts if t is not None]
+                result.textless += len(texts) - len(received)
+                result.texts.extend(received[: result.missing])
+                if result.missing and result.attempts <= self.max_retries:
+                    logger.warning("reasoner returned %d of %d samples; asking again", len(received), len(texts))
                     await asyncio.sleep(self._retry.delay(result.attempts))
-                result.texts.extend(texts[: result.missing])
-        if result.error is None and result.missing == result.requested:
+        if result.error is None and result.missing:
+            # rule: m is the vote's denominator; a shorter vote would be a different, made-up confidence
+            what = "no completions" if result.missing == result.requested else f"{len(result.texts)} of {n} samples"
+            textless = f" ({result.textless} choices without text)" if result.textless else ""
             result.error = (
-                f"reasoner endpoint {self.base_url} returned no completions after {result.attempts} attempts"
-            )
-        if result.missing and result.error is None:
-            logger.warning(
-                "reasoner returned %d of %d samples after %d attempts", len(result.texts), n, result.attempts
+                f"reasoner endpoint {self.base_url} returned {what} after {result.attempts} attempts{textless}"
             )
         result.latency_s = time.monotonic() - started
         return result
@@ -206,7 +218,7 @@ class ReasonerClient:
             self._semaphores[id(loop)] = state
         return state[1]
 
-    async def _post(self, messages: list[dict], n: int) -> list[str]:
+    async def _post(self, messages: list[dict], n: int) -> list[str | None]:
         payload = {
             "model": await self._model_name(),
             "messages": messages,
@@ -219,7 +231,7 @@ class ReasonerClient:
         if self.top_k is not None and self.top_k > 0:
             payload["top_k"] = self.top_k  # vLLM's extension of the OpenAI schema
         data = await self._http.post("/chat/completions", payload)
-        return [text if text is not None else "" for text in choice_texts(data, f"{self.base_url}/chat/completions")]
+        return choice_texts(data, f"{self.base_url}/chat/completions")
 
     async def _model_name(self) -> str:
         if self._served_model:

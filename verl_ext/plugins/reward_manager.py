@@ -40,8 +40,8 @@ EXTRA_INFO_DEFAULTS: dict[str, Any] = {
     "vp_uncertainty": 0.0,  # questioner_reward(p, 0, valid): the reward before the repetition penalty
     "vp_num_requested": 0,  # m
     "vp_num_samples": 0,  # completions that really came back
-    "vp_num_missing": 0,  # m - received; counted as unparsable answers
-    "vp_num_unparsed": 0,  # answers with no \boxed{} (missing ones included)
+    "vp_num_missing": 0,  # m - received (nonzero only on a failed request: a vote never has fewer than m answers)
+    "vp_num_unparsed": 0,  # answers with no \boxed{}
     "vp_attempts": 0,  # HTTP requests made for this question
     "vp_timeouts": 0,
     "vp_reasoner_failed": 0.0,  # 1.0 when the reasoner could not answer after all retries
@@ -120,8 +120,7 @@ async def score_question(
         # visplay.reasoner.max_failed_fraction, scores it 0) instead of training on a made-up reward
         info.update(vp_reasoner_failed=1.0, vp_reasoner_error=result.error[:500])
         return info
-    # rule: samples the reasoner did not return count as unparsable answers, so p keeps denominator m
-    responses = list(result.texts) + [""] * result.missing
+    responses = list(result.texts)  # a valid result holds exactly m texts: p keeps denominator m
     # the math grader round-trips to a worker process: keep it off the event loop that serves other rollouts
     vote = await asyncio.get_running_loop().run_in_executor(None, majority_vote, responses)
     info.update(
