@@ -11,9 +11,11 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import shlex
 import sys
 from pathlib import Path
 
+from verl_ext.evolve.integrity import CorruptOutputError
 from verl_ext.evolve.loop import (
     MissingOutputError,
     StaleStageError,
@@ -52,6 +54,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--stop-after", metavar="T:STAGE", help="stop once this stage is done")
     p.add_argument(
+        "--verify",
+        action="store_true",
+        help="re-hash every finished stage's files against its marker before resuming (sizes are always checked)",
+    )
+    p.add_argument(
         "--set",
         dest="overrides",
         action="append",
@@ -76,8 +83,17 @@ def evolve(argv: list[str] | None = None) -> int:
     try:
         with sigterm_interrupts():
             run_evolution(
-                recipe, run_dir, force_from=args.force_from, stop_after=args.stop_after, after_stage=report_refresher()
+                recipe,
+                run_dir,
+                force_from=args.force_from,
+                stop_after=args.stop_after,
+                after_stage=report_refresher(),
+                verify=args.verify,
             )
+    except CorruptOutputError as exc:
+        redo = shlex.join(["python", "-m", "verl_ext", "evolve", "--recipe", args.recipe, "--run-dir", str(run_dir)])
+        print(f"error: {exc}\nredo that stage and the ones after it: {redo} --force-from {exc.stage}", file=sys.stderr)
+        return 2
     except (StaleStageError, MissingOutputError, RunLockedError, NotImplementedError, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

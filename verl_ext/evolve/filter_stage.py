@@ -81,7 +81,7 @@ def run_filter(
     # all.parquet: every record with its reason, without images (for analysis).
     light_out = {c: light[c] for c in LIGHT_COLUMNS if c in light}
     light_out["filter_reason"] = reasons
-    pq.write_table(pa.table(light_out), out_dir / "all.parquet")
+    pq.write_table(pa.table(light_out), out_dir / "all.parquet", write_page_checksum=True)
 
     # train.parquet: kept records with every column, image included, streamed in batches.
     _write_kept(labels_path, out_dir / "train.parquet", keep_mask, reasons)
@@ -110,7 +110,7 @@ def _write_kept(src: str | Path, dst: Path, keep_mask: list[bool], reasons: list
     out_schema = out_schema.append(pa.field("filter_reason", pa.string()))
     kept = 0
     offset = 0
-    with pq.ParquetWriter(dst, out_schema) as writer:
+    with pq.ParquetWriter(dst, out_schema, write_page_checksum=True) as writer:
         for batch in pf.iter_batches(batch_size=256):
             mask = pa.array(keep_mask[offset : offset + batch.num_rows], type=pa.bool_())
             offset += batch.num_rows

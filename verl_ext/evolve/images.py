@@ -102,7 +102,7 @@ def prepare_images(cfg: ImagesConfig, out_path: str | Path, seed: int) -> dict:
     label = Path(cfg.path).name if cfg.source != "hf" else cfg.path
     out_path = Path(out_path)
     out_path.parent.mkdir(parents=True, exist_ok=True)
-    with pq.ParquetWriter(out_path, SCHEMA) as writer:
+    with pq.ParquetWriter(out_path, SCHEMA, write_page_checksum=True) as writer:
         for start in range(0, len(entries), 64):
             chunk = entries[start : start + 64]
             writer.write_table(

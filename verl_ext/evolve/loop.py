@@ -27,6 +27,7 @@ from verl_ext.atomic_io import atomic_write_json, atomic_write_text
 from .backend import Backend, StageContext, get_backend
 from .filter_stage import run_filter, write_run_stats
 from .images import prepare_images
+from .integrity import CorruptOutputError, hash_files, list_files, read_marker, verify_output
 from .manifest import DONE, FAILED, INTERRUPTED, STAGE_MARKER, Manifest, diff_configs, run_lock
 from .recipe import Recipe
 from .stages import RunLayout, StageSpec, build_plan, parse_stage_key, stage_key
@@ -92,11 +93,13 @@ def run_evolution(
     stop_after: str | None = None,
     log: Callable[[str], None] = print,
     after_stage: Callable[[StageSpec, Path], None] | None = None,
+    verify: bool = False,
 ) -> Manifest:
     """Run (or resume) every stage of `recipe` in `run_dir`. `stop_after` (`t:stage`) ends the run early.
 
     `after_stage(spec, run_dir)` is called after every stage, finished now or before; higher layers use it to follow
-    a run (the CLI refreshes the HTML report with it) without the loop importing them.
+    a run (the CLI refreshes the HTML report with it) without the loop importing them. Finished stages' files are
+    checked against their markers by size, and with `verify` by SHA-256, before anything builds on them.
     """
     run_dir = Path(run_dir).resolve()
     plan = build_plan(recipe, run_dir)
@@ -113,7 +116,7 @@ def run_evolution(
         atomic_write_text(run_dir / "recipe.yaml", yaml.safe_dump(recipe.to_dict(), sort_keys=False))
         if force_from is not None:
             _invalidate_from(plan, manifest, force_from, log)
-        check_consistency(plan, manifest)
+        check_consistency(plan, manifest, verify=verify)
         for spec in plan:
             if manifest.state(spec.key) != DONE:
                 if not _adopt_committed(spec, manifest, log):
@@ -131,8 +134,9 @@ def run_evolution(
     return manifest
 
 
-def check_consistency(plan: list[StageSpec], manifest: Manifest) -> None:
-    """Raise `StaleStageError` at the first finished stage whose config differs from the plan's."""
+def check_consistency(plan: list[StageSpec], manifest: Manifest, verify: bool = False) -> None:
+    """Raise `StaleStageError` at the first finished stage whose config differs from the plan's, and
+    `CorruptOutputError` at the first whose files differ from what it wrote (sizes; with `verify`, SHA-256 too)."""
     for spec in plan:
         rec = manifest.get(spec.key)
         if not rec or rec["state"] != DONE:
@@ -151,6 +155,8 @@ def check_consistency(plan: list[StageSpec], manifest: Manifest) -> None:
                 f"stage {spec.key} is recorded as done but its output {spec.output_dir} is gone; "
                 f"redo it with --force-from {spec.key}"
             )
+        if not rec.get("pruned"):
+            verify_output(spec.key, spec.output_dir, STAGE_MARKER, full=verify)
 
 
 def _invalidate_from(plan: list[StageSpec], manifest: Manifest, force_from: str, log) -> None:
@@ -172,7 +178,12 @@ def _adopt_committed(spec: StageSpec, manifest: Manifest, log) -> bool:
     """A stage renamed into place just before a crash (manifest not yet updated) is taken as done."""
     marker_path = spec.output_dir / STAGE_MARKER
     if marker_path.is_file():
-        marker = json.loads(marker_path.read_text())
+        try:
+            marker = read_marker(spec.key, marker_path)
+            verify_output(spec.key, spec.output_dir, STAGE_MARKER)
+        except CorruptOutputError as exc:
+            log(f"[evolve] {spec.key}: not adopting its committed output ({exc}); redoing the stage")
+            marker = {}
         if marker.get("config_hash") == spec.config_hash:
             manifest.adopt(spec.key, marker)
             log(f"[evolve] {spec.key}: output already committed, recorded as done")
@@ -230,8 +241,9 @@ def _run_stage(spec: StageSpec, recipe: Recipe, run_dir: Path, backend: Backend,
         "outputs": {k: str(spec.output_path(k)) for k in spec.outputs},
         "summary": summary,
         "seconds": seconds,
-        "files": {k: v for k, v in _list_files(spec.work_dir).items() if k != WORK_OWNER},
+        "files": list_files(spec.work_dir, exclude=(WORK_OWNER,)),
     }
+    marker["sha256"] = hash_files(spec.work_dir, marker["files"])
     owner.unlink(missing_ok=True)
     atomic_write_json(spec.work_dir / STAGE_MARKER, marker)
     spec.output_dir.parent.mkdir(parents=True, exist_ok=True)
@@ -287,10 +299,6 @@ def _remove_empty_dirs(root: Path) -> None:
             path.rmdir()
     if not any(root.iterdir()):
         root.rmdir()
-
-
-def _list_files(root: Path) -> dict[str, int]:
-    return {p.relative_to(root).as_posix(): p.stat().st_size for p in sorted(root.rglob("*")) if p.is_file()}
 
 
 def _refresh_run_stats(plan: list[StageSpec], run_dir: Path) -> None:

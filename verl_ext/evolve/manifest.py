@@ -78,10 +78,15 @@ class Manifest:
         self.run_dir = Path(run_dir)
         self.path = self.run_dir / MANIFEST_NAME
         if self.path.exists():
-            self.data = json.loads(self.path.read_text())
-            if self.data.get("version") != MANIFEST_VERSION:
+            try:
+                self.data = json.loads(self.path.read_text())
+            except (UnicodeDecodeError, json.JSONDecodeError) as exc:
                 raise RuntimeError(
-                    f"{self.path}: manifest version {self.data.get('version')} is not {MANIFEST_VERSION}"
+                    f"{self.path}: the run's manifest is not readable JSON ({exc}); restore it or use a new run dir"
+                ) from exc
+            if not isinstance(self.data, dict) or self.data.get("version") != MANIFEST_VERSION:
+                raise RuntimeError(
+                    f"{self.path}: manifest version {(self.data or {}).get('version')} is not {MANIFEST_VERSION}"
                 )
         else:
             self.data = {"version": MANIFEST_VERSION, "stages": {}}

@@ -86,7 +86,7 @@ def _shard_path(out_dir: Path, shard: int) -> Path:
 def _write_atomic(table: pa.Table, path: Path) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    pq.write_table(table, tmp)
+    pq.write_table(table, tmp, write_page_checksum=True)
     os.replace(tmp, path)
 
 
@@ -241,7 +241,7 @@ def _combine(args, stage: str, n_shards: int, schema: pa.Schema) -> int:
     final = out_dir / OUTPUT_NAME[stage]
     tmp = final.with_name(f".{final.name}.tmp-{os.getpid()}")
     total = 0
-    with pq.ParquetWriter(tmp, schema) as writer:
+    with pq.ParquetWriter(tmp, schema, write_page_checksum=True) as writer:
         for s in range(n_shards):
             table = pq.read_table(_shard_path(out_dir, s)).cast(schema)
             writer.write_table(table)
