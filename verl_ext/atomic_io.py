@@ -41,3 +41,49 @@ def _fsync_dir(path: Path) -> None:
             os.fsync(fd)
         finally:
             os.close(fd)
+
+
+# --------------------------------------------------------------------------------------------------
+# Sealed directories: a cache entry records its files' hashes when built and is checked before use
+# --------------------------------------------------------------------------------------------------
+
+SEAL_NAME = ".sealed.json"
+
+
+def _sha256(path: Path) -> str:
+    import hashlib
+
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        while chunk := f.read(1 << 20):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def seal_dir(root: str | os.PathLike) -> None:
+    """Record the size and SHA-256 of every file below `root` in `root/.sealed.json` (call before publishing)."""
+    root = Path(root)
+    files = {
+        p.relative_to(root).as_posix(): {"size": p.stat().st_size, "sha256": _sha256(p)}
+        for p in sorted(root.rglob("*"))
+        if p.is_file() and p.name != SEAL_NAME
+    }
+    atomic_write_json(root / SEAL_NAME, files)
+
+
+def seal_problem(root: str | os.PathLike) -> str | None:
+    """None when `root` holds exactly what `seal_dir` recorded (files may be added beside them); else what is wrong."""
+    root = Path(root)
+    try:
+        files = json.loads((root / SEAL_NAME).read_text())
+    except FileNotFoundError:
+        return f"{root}: no {SEAL_NAME} (built before entries were sealed, or not finished)"
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        return f"{root / SEAL_NAME}: not readable JSON ({exc})"
+    for name, want in files.items():
+        path = root / name
+        if not path.is_file():
+            return f"{path} is missing"
+        if path.stat().st_size != want["size"] or _sha256(path) != want["sha256"]:
+            return f"{path} differs from what was built"
+    return None

@@ -53,6 +53,7 @@ def build_parser() -> argparse.ArgumentParser:
         help=f"redo this stage and every later one (stages: {', '.join(ALL_STAGES)}; e.g. 2:filter, images)",
     )
     p.add_argument("--stop-after", metavar="T:STAGE", help="stop once this stage is done")
+    p.add_argument("--debug", action="store_true", help="let a failure's traceback through instead of one line")
     p.add_argument(
         "--verify",
         action="store_true",
@@ -100,6 +101,15 @@ def evolve(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt as exc:
         print(f"interrupted ({exc or 'SIGINT'}); re-run the same command to resume", file=sys.stderr)
         return 143 if isinstance(exc, Terminated) else 130
+    except Exception as exc:  # a stage failed: one line here; the traceback is in the manifest, or with --debug
+        if args.debug:
+            raise
+        print(
+            f"error: {type(exc).__name__}: {exc}\n(the failed stage's traceback is in {run_dir / 'manifest.json'}; "
+            "--debug prints it; finished stages are kept)",
+            file=sys.stderr,
+        )
+        return 1
     return 0
 
 

@@ -95,3 +95,18 @@ def test_corrupt_manifest_and_marker_are_named(run):
     (run / "manifest.json").write_text('{"version": 1, "stages": ')
     with pytest.raises(RuntimeError, match="manifest.json: the run's manifest is not readable JSON"):
         Manifest(run)
+
+
+def test_a_stage_failure_is_one_line_unless_debug(tmp_path, capsys, monkeypatch):
+    def crash(recipe, run_dir, **kwargs):
+        return run_evolution(recipe, run_dir, FakeBackend(crash_at="1:generate"), log=lambda _m: None)
+
+    monkeypatch.setattr("verl_ext.cli.run_evolution", crash)
+    argv = ["--recipe", str(ROOT / "recipes/tiny.yaml"), "--run-dir", str(tmp_path / "run")]
+    argv += [x for o in OVERRIDES for x in ("--set", o)]
+    assert cli_evolve(argv) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("error: InjectedCrash: injected crash in 1:generate") and "Traceback" not in err
+    assert f"traceback is in {tmp_path / 'run' / 'manifest.json'}" in err
+    with pytest.raises(RuntimeError, match="injected crash"):
+        cli_evolve([*argv, "--debug"])

@@ -31,6 +31,43 @@ def test_images_from_folder_and_parquet(image_folder, image_parquet, tmp_path):
         prepare_images(ImagesConfig(source="folder", path=str(tmp_path / "nope")), out, 0)
 
 
+def test_bad_images_are_skipped_counted_and_named(image_folder, tmp_path):
+    """A 0-byte PNG, a text file named .jpg, a truncated PNG and an unreadable file used to be packed as images (and
+    killed the questioner stage later, naming no file); a non-UTF-8 file name failed the stage."""
+    import os
+    import shutil
+
+    folder = tmp_path / "images"
+    shutil.copytree(image_folder, folder)
+    good = sorted(folder.glob("*.png"))
+    (folder / "empty.png").write_bytes(b"")
+    (folder / "notes.jpg").write_text("not an image")
+    (folder / "cut.png").write_bytes(good[0].read_bytes()[:60])
+    locked = folder / "locked.png"
+    shutil.copy(good[1], locked)
+    locked.chmod(0)
+    latin1 = os.fsencode(folder) + b"/caf\xe9.png"  # a Latin-1 name: not valid UTF-8
+    with open(latin1, "wb") as f:
+        f.write(good[2].read_bytes())
+    out = tmp_path / "images.parquet"
+    try:
+        summary = prepare_images(ImagesConfig(source="folder", path=str(folder)), out, seed=0)
+    finally:
+        locked.chmod(0o644)
+    expected_locked = {} if os.geteuid() == 0 else {"unreadable": 1}  # root reads a file with mode 000
+    skipped = {"corrupt": 2, "missing": 1, **expected_locked}
+    assert summary["skipped"] == skipped and summary["images"] == len(good) + (not expected_locked) + 1  # + café
+    assert {"empty.png (missing)", "notes.jpg (corrupt)", "cut.png (corrupt)"} <= set(summary["skipped_examples"])
+    ids = pq.read_table(out).column("id").to_pylist()
+    assert "caf\\xe9.png" in ids and "empty.png" not in ids and "cut.png" not in ids
+
+    bad_only = tmp_path / "bad"
+    bad_only.mkdir()
+    (bad_only / "x.png").write_bytes(b"")
+    with pytest.raises(ValueError, match="none of the 1 images .* is usable: {'missing': 1}"):
+        prepare_images(ImagesConfig(source="folder", path=str(bad_only)), out, seed=0)
+
+
 def test_run_command_logs_and_fails_loudly(tmp_path):
     log = tmp_path / "logs/stage.log"
     run_command(Command([sys.executable, "-c", "print('hello from a stage')"], "ok"), log, echo=False)

@@ -44,7 +44,7 @@ def test_build_is_deterministic(tmp_path, tiny_vlm_path):
     from verl_ext.tiny.tiny_vlm import build_tiny_vlm
 
     again = build_tiny_vlm(tmp_path / "again", seed=0)
-    names = sorted(p.name for p in Path(tiny_vlm_path).iterdir())
+    names = sorted(p.name for p in Path(tiny_vlm_path).iterdir() if p.name != ".sealed.json")  # the cache's seal
     assert names == sorted(p.name for p in again.iterdir())
     assert {"config.json", "model.safetensors", "tokenizer.json", "generation_config.json"} <= set(names)
     for name in names:
@@ -196,6 +196,14 @@ def test_cache_builds_once_and_survives_a_race(tmp_path, tiny_vlm_path):
     mtime = (paths[0] / "model.safetensors").stat().st_mtime_ns
     assert cached(cache_dir=tmp_path) == paths[0]
     assert (paths[0] / "model.safetensors").stat().st_mtime_ns == mtime
+
+    # a damaged entry (one flipped byte, same size) is detected by its seal and built again
+    weights = paths[0] / "model.safetensors"
+    data = bytearray(weights.read_bytes())
+    data[-1] ^= 0x01
+    weights.write_bytes(bytes(data))
+    assert cached(cache_dir=tmp_path) == paths[0]
+    assert weights.read_bytes() == (Path(tiny_vlm_path) / "model.safetensors").read_bytes()
 
 
 def test_cache_dir_from_environment(tmp_path, monkeypatch):

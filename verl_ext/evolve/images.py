@@ -2,7 +2,9 @@
 encoded images.
 
 Columns are `records.IMAGE_COLUMNS`; ids are stable (relative path, row index or dataset index), so re-runs and
-resumed runs see the same images in the same order. A seeded subsample applies `images.max_images`.
+resumed runs see the same images in the same order. A seeded subsample applies `images.max_images`. Every image is
+screened by the decoder all stages share (`image_io.screen_image`): unreadable, empty, corrupt, oversized or badly
+proportioned images are skipped, counted by reason and named (the first few) in the stage summary.
 """
 
 from __future__ import annotations
@@ -10,6 +12,7 @@ from __future__ import annotations
 import importlib
 import io
 import random
+from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -47,7 +50,12 @@ def _iter_folder(cfg: ImagesConfig) -> Iterator[tuple[str, callable]]:
         raise FileNotFoundError(f"images.path: {root} is not a directory (images.source is folder)")
     files = sorted(p for p in root.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
     for p in files:
-        yield p.relative_to(root).as_posix(), (lambda p=p: p.read_bytes())
+        yield _printable(p.relative_to(root).as_posix()), (lambda p=p: p.read_bytes())
+
+
+def _printable(name: str) -> str:
+    """A file name as valid UTF-8 (names in other encodings keep their bytes as \\x escapes): parquet needs UTF-8."""
+    return name.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
 
 
 def _iter_parquet(cfg: ImagesConfig) -> Iterator[tuple[str, callable]]:
@@ -102,17 +110,40 @@ def prepare_images(cfg: ImagesConfig, out_path: str | Path, seed: int) -> dict:
     label = Path(cfg.path).name if cfg.source != "hf" else cfg.path
     out_path = Path(out_path)
     out_path.parent.mkdir(parents=True, exist_ok=True)
+    skipped: Counter = Counter()
+    examples: list[str] = []
+    written = 0
     with pq.ParquetWriter(out_path, SCHEMA, write_page_checksum=True) as writer:
         for start in range(0, len(entries), 64):
-            chunk = entries[start : start + 64]
-            writer.write_table(
-                pa.table(
-                    {
-                        "id": [rid for rid, _ in chunk],
-                        "source": [label] * len(chunk),
-                        "image": [load() for _, load in chunk],
-                    },
-                    schema=SCHEMA,
-                )
-            )
-    return {"images": len(entries), "source": cfg.source}
+            rows = []
+            for rid, load in entries[start : start + 64]:
+                data, reason = _screened(load)
+                if reason is not None:
+                    skipped[reason] += 1
+                    if len(examples) < MAX_NAMED_SKIPS:
+                        examples.append(f"{rid} ({reason})")
+                    continue
+                rows.append((rid, data))
+            written += len(rows)
+            table = {"id": [r for r, _ in rows], "source": [label] * len(rows), "image": [d for _, d in rows]}
+            writer.write_table(pa.table(table, schema=SCHEMA))
+    if not written:
+        raise ValueError(f"images.path: none of the {len(entries)} images in {cfg.path} is usable: {dict(skipped)}")
+    summary = {"images": written, "source": cfg.source}
+    if skipped:
+        summary.update(skipped=dict(sorted(skipped.items())), skipped_examples=examples)
+    return summary
+
+
+MAX_NAMED_SKIPS = 10
+
+
+def _screened(load) -> tuple[bytes | None, str | None]:
+    """(encoded bytes, None) for a usable image, else (None, reason)."""
+    from verl_ext.image_io import screen_image
+
+    try:
+        data = load()
+    except (OSError, TypeError, ValueError):  # unreadable file, no image in the cell
+        return None, "unreadable"
+    return (None, reason) if (reason := screen_image(data)) is not None else (data, None)

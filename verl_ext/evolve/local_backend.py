@@ -46,7 +46,7 @@ class LocalBackend:
         )
 
     def format_warmup(self, ctx: StageContext) -> dict:
-        from verl_ext.local.models import link_tree
+        from verl_ext.local.models import copy_tree
         from verl_ext.local.warmup import warmed_model_path
 
         recipe = ctx.recipe
@@ -54,7 +54,7 @@ class LocalBackend:
         cached = warmed_model_path(
             base, self.warmup_config(ctx), recipe.prompts.questioner, recipe.prompts.reasoner, self.cache_dir, ctx.log
         )
-        link_tree(cached, ctx.out("model"))
+        copy_tree(cached, ctx.out("model"))
         report = json.loads((cached / "warmup.json").read_text())
         keep = ("question_parse_rate", "boxed_rate", "answer_correct_rate", "confidence_histogram")
         return {
@@ -124,7 +124,7 @@ class LocalBackend:
         import pyarrow.parquet as pq
 
         from verl_ext.local.grpo import make_dataset, run_grpo
-        from verl_ext.local.models import link_tree, load_processor
+        from verl_ext.local.models import copy_tree, load_processor
         from verl_ext.local.rewards import ReasonerReward
         from verl_ext.prompts import render_reasoner_prompt
 
@@ -137,7 +137,7 @@ class LocalBackend:
         if not keep:
             # An empty band: S_t = S_{t-1}, recorded as such (the run goes on; the stats show the empty filter).
             ctx.log("[reasoner] no kept questions: the reasoner is carried over unchanged")
-            link_tree(init, ctx.out("checkpoint") / FINAL_DIR)
+            copy_tree(init, ctx.out("checkpoint") / FINAL_DIR)
             return {"steps": 0, "rows": 0, "skipped": "no training data"}
         prompts = [
             render_reasoner_prompt(data["question"][i], recipe.prompts.reasoner, data["question_type"][i])
@@ -169,12 +169,12 @@ class LocalBackend:
         return {**summary, "rows": len(keep), "reward": _mean_metrics(reward.history)}
 
     def merge(self, ctx: StageContext) -> dict:
-        from verl_ext.local.models import link_tree
+        from verl_ext.local.models import copy_tree
 
         src = Path(ctx.input("checkpoint")) / FINAL_DIR
         if not (src / "config.json").is_file():
             raise FileNotFoundError(f"{src}: no final model in the checkpoint dir (did the training stage finish?)")
-        link_tree(src, ctx.out("model"))
+        copy_tree(src, ctx.out("model"))
         return {"source": str(src)}
 
     # -- sampling ----------------------------------------------------------------------------------

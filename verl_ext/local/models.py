@@ -107,8 +107,27 @@ def save_model_dir(model, processor, out_dir: str | os.PathLike) -> Path:
     return out
 
 
-def link_tree(src: str | os.PathLike, dst: str | os.PathLike) -> Path:
-    """Mirror `src` into `dst` with hard links (copies across file systems); existing files in `dst` are replaced."""
+FICLONE = 0x40049409  # linux/fs.h: share the source's blocks copy-on-write (btrfs, xfs, ...)
+
+
+def _clone_or_copy(src: Path, dst: Path) -> None:
+    import fcntl
+
+    with open(src, "rb") as s, open(dst, "wb") as d:
+        try:
+            fcntl.ioctl(d.fileno(), FICLONE, s.fileno())
+            cloned = True
+        except OSError:
+            cloned = False
+    if cloned:
+        shutil.copystat(src, dst)
+    else:
+        shutil.copy2(src, dst)
+
+
+def copy_tree(src: str | os.PathLike, dst: str | os.PathLike) -> Path:
+    """Copy `src` into `dst` (a copy-on-write clone where the file system offers one); existing files in `dst` are
+    replaced. Never hard links: a run's files must not change when a shared cache entry is damaged or rebuilt."""
     src, dst = Path(src), Path(dst)
     for path in sorted(src.rglob("*")):
         target = dst / path.relative_to(src)
@@ -118,12 +137,19 @@ def link_tree(src: str | os.PathLike, dst: str | os.PathLike) -> Path:
         target.parent.mkdir(parents=True, exist_ok=True)
         if target.exists():
             target.unlink()
-        try:
-            os.link(path, target)
-        except OSError:
-            shutil.copy2(path, target)
+        _clone_or_copy(path, target)
     dst.mkdir(parents=True, exist_ok=True)
     return dst
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)  # signal 0: existence check only, nothing is sent
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 @contextlib.contextmanager
@@ -131,7 +157,11 @@ def atomic_dir(final: str | os.PathLike) -> Iterator[Path]:
     """Yield a temporary sibling dir; on success rename it to `final` (a concurrent winner's copy is kept)."""
     final = Path(final)
     final.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}.", dir=final.parent))
+    for stale in final.parent.glob(f".{final.name}.pid*.*"):  # left by a build that was killed
+        pid = stale.name[len(final.name) + 5 :].split(".", 1)[0]
+        if pid.isdigit() and not _alive(int(pid)):
+            shutil.rmtree(stale, ignore_errors=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}.pid{os.getpid()}.", dir=final.parent))
     try:
         yield tmp
         tmp.chmod(0o755)

@@ -11,11 +11,13 @@ import hashlib
 import importlib.metadata
 import json
 import random
+import shutil
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+from verl_ext.atomic_io import seal_dir, seal_problem
 from verl_ext.prompts import (
     DEFAULT_QUESTIONER_TEMPLATE,
     DEFAULT_REASONER_TEMPLATE,
@@ -429,8 +431,13 @@ def warmed_model_path(
     cache = Path(cache_dir) if cache_dir is not None else default_cache_dir()
     final = cache / f"{CACHE_PREFIX}-{warmup_key(base, cfg, questioner_prompt, reasoner_prompt)}"
     if (final / "warmup.json").is_file():
-        log(f"[warmup] cached: {final}")
-        return final
+        problem = seal_problem(final)
+        if problem is None:
+            log(f"[warmup] cached: {final}")
+            return final
+        log(f"[warmup] cache entry damaged ({problem}); rebuilding it")
+        shutil.rmtree(final)
     with atomic_dir(final) as tmp:
         build_warmup(base, tmp, cfg, questioner_prompt, reasoner_prompt, log=log)
+        seal_dir(tmp)
     return final

@@ -27,6 +27,8 @@ import threading
 import time
 from pathlib import Path
 
+from verl_ext.atomic_io import seal_dir, seal_problem
+
 KIT_VERSION = "1"
 MODEL_DIR_PREFIX = "tiny-qwen2_5-vl"
 STALE_BUILD_SECONDS = 3600
@@ -436,7 +438,9 @@ def tiny_vlm_path(cache_dir=None, seed: int = 0) -> Path:
     cache = Path(cache_dir) if cache_dir is not None else default_cache_dir()
     final = cache / f"{MODEL_DIR_PREFIX}-s{seed}-{kit_hash(seed)}"
     if final.is_dir():
-        return final
+        if seal_problem(final) is None:
+            return final
+        shutil.rmtree(final, ignore_errors=True)  # damaged (or built before entries were sealed): build it again
     cache.mkdir(parents=True, exist_ok=True)
     for stale in cache.glob(f".{final.name}.*"):  # left by a build that was killed; live builds take seconds
         with contextlib.suppress(OSError):
@@ -446,6 +450,7 @@ def tiny_vlm_path(cache_dir=None, seed: int = 0) -> Path:
     tmp.chmod(0o755)  # mkdtemp's 0o700 would stay on the final directory
     try:
         build_tiny_vlm(tmp, seed=seed)
+        seal_dir(tmp)
         try:
             os.rename(tmp, final)
         except OSError:
