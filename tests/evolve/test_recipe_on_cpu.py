@@ -134,3 +134,13 @@ def test_partial_sections_keep_role_defaults():
     r = parse_recipe(data, env={})
     assert r.reasoner.grpo.max_response_length == 4096  # the reasoner's own default, not the questioner's 2048
     assert parse_recipe(_tiny_data(), overrides=["questioner.grpo.lr=1e-6"], env={}).questioner.grpo.lr == 1e-6
+
+
+@pytest.mark.parametrize("name", REAL)
+def test_real_recipes_log_without_an_account(name):
+    # verl calls wandb.init for `wandb`, which raises without an API key: the default must run anywhere.
+    r = load_recipe(RECIPES / f"{name}.yaml", env={})
+    assert "wandb" not in r.logging.loggers and "console" in r.logging.loggers
+    assert "WANDB_API_KEY" in (RECIPES / f"{name}.yaml").read_text()  # the recipe says how to turn it on
+    with_wandb = load_recipe(RECIPES / f"{name}.yaml", overrides=["logging.loggers=[console,wandb]"], env={})
+    assert with_wandb.logging.loggers == ["console", "wandb"]

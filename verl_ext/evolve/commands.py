@@ -153,6 +153,15 @@ def reasoner_overrides(recipe: Recipe, spec: StageSpec, resolve=resolve_model) -
     ]
 
 
+def with_batch_fit(overrides: list[tuple[str, object]], fit) -> list[tuple[str, object]]:
+    """`overrides` with the batch sizes of `fit` (a `batching.BatchFit`) in place of the recipe's."""
+    sizes = {
+        "data.train_batch_size": fit.rollout_batch_size,
+        "actor_rollout_ref.actor.ppo_mini_batch_size": fit.global_batch_size,
+    }
+    return [(k, sizes.get(k, v)) for k, v in overrides]
+
+
 def train_command(config_name: str, overrides: list[tuple[str, object]], python: str = sys.executable) -> Command:
     argv = [python, "-m", TRAIN_MODULE, "--config-name", config_name]
     argv += [_ov(k, v) for k, v in overrides]

@@ -99,6 +99,9 @@ class GRPOConfig:
     max_response_length: int = _f(2048, ge=1)
     temperature: float = _f(1.0, gt=0)  # rollout sampling
     top_p: float = _f(1.0, gt=0, le=1)
+    # Fewer training rows than rollout_batch_size (a small band-filter result, a small image set): true = shrink this
+    # stage's batch to fit, with a warning naming the counts (verl would divide by zero); false = stop with them.
+    shrink_to_fit: bool = True
 
 
 @dataclass(frozen=True)

@@ -10,6 +10,7 @@ import sys
 
 from . import commands
 from .backend import Command, StageContext, run_command
+from .batching import BatchFit, fit_batch
 
 
 class VerlBackend:
@@ -26,12 +27,15 @@ class VerlBackend:
         # Dry runs must not build models: keep `testkit:` references symbolic there.
         resolve = (lambda p: p) if planning else None
         kw = {"resolve": resolve} if resolve else {}
-        if spec.name == "questioner":
-            return [
-                commands.train_command("questioner", commands.questioner_overrides(recipe, spec, **kw), self.python)
-            ]
-        if spec.name == "reasoner":
-            return [commands.train_command("reasoner", commands.reasoner_overrides(recipe, spec, **kw), self.python)]
+        if spec.name in ("questioner", "reasoner"):
+            build = commands.questioner_overrides if spec.name == "questioner" else commands.reasoner_overrides
+            overrides = build(recipe, spec, **kw)
+            if not planning:  # the real row count is known only once the input exists
+                fit = self.batch_fit(ctx)
+                if fit.message:
+                    ctx.log(f"[evolve] WARNING {spec.key}: {fit.message}")
+                overrides = commands.with_batch_fit(overrides, fit)
+            return [commands.train_command(spec.name, overrides, self.python)]
         if spec.name.endswith("_merge"):
             ckpt = spec.inputs["checkpoint"]
             step = None if planning else commands.latest_step(ckpt)
@@ -45,6 +49,18 @@ class VerlBackend:
             return [commands.pseudo_label_command(recipe, spec, self.inference_engine, python=self.python, **kw)]
         raise ValueError(f"verl backend has no command for stage {spec.name}")
 
+    @staticmethod
+    def batch_fit(ctx: StageContext) -> BatchFit:
+        """The stage's batch sizes for the rows its training parquet has (see `batching.fit_batch`)."""
+        import pyarrow.parquet as pq
+
+        role, recipe = ctx.spec.name, ctx.recipe
+        path = ctx.spec.inputs["images" if role == "questioner" else "train"]
+        rows = pq.ParquetFile(path).metadata.num_rows
+        res = recipe.resources
+        gpus = res.questioner_train_gpus if role == "questioner" else res.reasoner_train_gpus
+        return fit_batch(role, rows, getattr(recipe, role).grpo, gpus * res.nnodes, source=str(path))
+
     def describe(self, ctx: StageContext) -> list[str]:
         return [f"# {c.description}\n{c.render()}" for c in self.commands(ctx, planning=True)]
 
@@ -56,10 +72,12 @@ class VerlBackend:
 
     # -- Backend interface -------------------------------------------------------------------------
     def train_questioner(self, ctx: StageContext) -> dict:
-        return self._run(ctx)
+        self._run(ctx)
+        return {"batch": self.batch_fit(ctx).as_summary()}
 
     def train_reasoner(self, ctx: StageContext) -> dict:
-        return self._run(ctx)
+        self._run(ctx)
+        return {"batch": self.batch_fit(ctx).as_summary()}
 
     def merge(self, ctx: StageContext) -> dict:
         self._run(ctx)
