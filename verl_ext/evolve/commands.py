@@ -188,6 +188,17 @@ def merge_command(checkpoint_dir: Path, step: int, target_dir: Path, recipe: Rec
     return Command(argv=argv, description="verl model merger (FSDP -> Hugging Face)")
 
 
+def inference_data_parallel_size(recipe: Recipe) -> int:
+    """Offline engines (generation, pseudo-labelling): resources.inference_gpus of the head node, tp GPUs each."""
+    res = recipe.resources
+    return max(1, res.inference_gpus // res.inference_tensor_parallel_size)
+
+
+def _on_head_node(recipe: Recipe) -> str:
+    n = recipe.resources.nnodes
+    return f" on the head node ({recipe.resources.inference_gpus} of its GPUs; nnodes = {n})" if n > 1 else ""
+
+
 def _infer_common(recipe: Recipe, spec: StageSpec, engine: str) -> list[str]:
     res = recipe.resources
     args = [
@@ -199,8 +210,10 @@ def _infer_common(recipe: Recipe, spec: StageSpec, engine: str) -> list[str]:
         "--engine", engine,
     ]  # fmt: skip
     if engine == "vllm":
+        # One node: the engines see only the GPUs of the node the loop runs on (the head node of a multi-node job).
+        # Generation across the cluster is not implemented; training stages use every node.
         args += [
-            "--data-parallel-size", str(max(1, res.inference_gpus * res.nnodes // res.inference_tensor_parallel_size)),
+            "--data-parallel-size", str(inference_data_parallel_size(recipe)),
             "--tensor-parallel-size", str(res.inference_tensor_parallel_size),
             "--gpu-memory-utilization", str(res.gpu_memory_utilization),
         ]  # fmt: skip
@@ -231,7 +244,8 @@ def generate_command(
         *_prompt_args("--prompt-template", recipe.prompts.questioner),
         *_infer_common(recipe, spec, engine),
     ]  # fmt: skip
-    return Command(argv=argv, description=f"generate {g.num_questions} questions with Q_{spec.iteration}")
+    desc = f"generate {g.num_questions} questions with Q_{spec.iteration}{_on_head_node(recipe)}"
+    return Command(argv=argv, description=desc)
 
 
 def pseudo_label_command(
@@ -251,4 +265,5 @@ def pseudo_label_command(
         *_prompt_args("--prompt-template", recipe.prompts.reasoner),
         *_infer_common(recipe, spec, engine),
     ]  # fmt: skip
-    return Command(argv=argv, description=f"pseudo-label with S_{spec.iteration - 1}, m = {p.m}")
+    desc = f"pseudo-label with S_{spec.iteration - 1}, m = {p.m}{_on_head_node(recipe)}"
+    return Command(argv=argv, description=desc)

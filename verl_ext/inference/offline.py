@@ -224,7 +224,10 @@ def _data_parallel(args) -> None:
     tp, dp = args.tensor_parallel_size, args.data_parallel_size
     if len(devices) < tp * dp:
         raise SystemExit(
-            f"--data-parallel-size {dp} x --tensor-parallel-size {tp} needs {tp * dp} GPUs; {len(devices)} visible"
+            f"--data-parallel-size {dp} x --tensor-parallel-size {tp} needs {tp * dp} GPUs on this node; "
+            f"{len(devices)} visible. Generation and pseudo-labelling run on one node (the head node of a multi-node "
+            "run): set resources.inference_gpus to at most the GPUs this node has (a multiple of "
+            "resources.inference_tensor_parallel_size)"
         )
     procs = []
     for rank in range(dp):
