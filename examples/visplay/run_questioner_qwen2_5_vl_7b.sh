@@ -55,12 +55,13 @@ python3 -m verl_ext.plugins.main_visplay --config-name questioner \
     algorithm.use_kl_in_reward=False \
     actor_rollout_ref.rollout.n=8 \
     actor_rollout_ref.rollout.temperature=1.0 \
-    actor_rollout_ref.rollout.top_p=1.0 \
+    actor_rollout_ref.rollout.top_p=0.99 \
     actor_rollout_ref.actor.optim.lr=1e-06 \
     actor_rollout_ref.actor.optim.weight_decay=0.01 \
     actor_rollout_ref.actor.use_kl_loss=True \
     actor_rollout_ref.actor.kl_loss_coef=0.01 \
     actor_rollout_ref.actor.kl_loss_type=low_var_kl \
+    actor_rollout_ref.actor.clip_ratio_high=0.3 \
     data.train_batch_size=512 \
     actor_rollout_ref.actor.ppo_mini_batch_size=128 \
     actor_rollout_ref.actor.use_dynamic_bsz=True \
@@ -89,6 +90,7 @@ python3 -m verl_ext.plugins.main_visplay --config-name questioner \
     visplay.reward.lam=1.0 \
     visplay.reward.bleu_threshold=0.5 \
     visplay.reasoner.num_samples=10 \
+    visplay.reasoner.prompt_style=answer_only \
     visplay.reasoner.temperature=1.0 \
     visplay.reasoner.top_p=1.0 \
     visplay.reasoner.top_k=40 \

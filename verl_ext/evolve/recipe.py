@@ -99,6 +99,7 @@ class GRPOConfig:
     max_response_length: int = _f(2048, ge=1)
     temperature: float = _f(1.0, gt=0)  # rollout sampling
     top_p: float = _f(1.0, gt=0, le=1)
+    clip_ratio_high: float = _f(0.2, gt=0)  # PPO clip upper bound (verl actor.clip_ratio_high; reference code: 0.3)
     # Fewer training rows than rollout_batch_size (a small band-filter result, a small image set): true = shrink this
     # stage's batch to fit, with a warning naming the counts (verl would divide by zero); false = stop with them.
     shrink_to_fit: bool = True
@@ -112,6 +113,10 @@ class QuestionerConfig:
     reasoner_top_p: float = _f(1.0, gt=0, le=1)
     reasoner_top_k: int = _f(40, ge=-1)  # -1 = off
     reasoner_max_tokens: int = _f(4096, ge=1)  # as pseudo_label.max_new_tokens: the same role, the same votes
+    # How the frozen reasoner is asked for its m answers: answer_only (the reference implementation: a system prompt
+    # asking for the final answer only, in \boxed{}, the question type in the user text) or step_by_step (the
+    # reasoner's own <think> prompt, prompts.reasoner). docs/reference-differences.md says what each changes.
+    reasoner_prompt: Literal["answer_only", "step_by_step"] = "step_by_step"
     # paper: max(0, r_unc - r_rep), 0 if unparsable; reference (the reference code): min(p, 1-p) - r_rep, -1 - r_rep
     reward_mode: Literal["paper", "reference"] = "reference"
     lam: float = _f(1.0, ge=0, key="lambda")  # lambda: weight of the diversity (repetition) penalty
@@ -510,6 +515,11 @@ def _cross_checks(r: Recipe, errors: list[str]) -> None:
     for i, name in enumerate(r.logging.loggers):
         if name not in LOGGERS:
             errors.append(f"logging.loggers[{i}]: must be one of {', '.join(LOGGERS)}; got {name!r}")
+    if r.backend == "local" and q.reasoner_prompt != "step_by_step":
+        errors.append(
+            "questioner.reasoner_prompt: the local backend asks the frozen reasoner with its own step_by_step prompt "
+            f"only, got {q.reasoner_prompt!r}"
+        )
     if r.model.format_warmup and r.backend != "local":
         errors.append("model.format_warmup: only the local backend implements the format warm-up")
     if r.model.warmup.examples is not None and not re.fullmatch(r"[\w.]+:\w+", r.model.warmup.examples):
