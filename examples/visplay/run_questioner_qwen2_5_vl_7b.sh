@@ -74,7 +74,8 @@ python3 -m verl_ext.plugins.main_visplay --config-name questioner \
     trainer.n_gpus_per_node="$NUM_GPUS" \
     trainer.total_training_steps=20 \
     trainer.total_epochs=20 \
-    trainer.save_freq=20 \
+    trainer.save_freq=5 \
+    trainer.max_actor_ckpt_to_keep=2 \
     trainer.test_freq=-1 \
     trainer.val_before_train=False \
     data.val_max_samples=16 \
@@ -95,5 +96,6 @@ python3 -m verl_ext.plugins.main_visplay --config-name questioner \
     visplay.reasoner.top_p=1.0 \
     visplay.reasoner.top_k=40 \
     visplay.reasoner.max_tokens=4096 \
+    visplay.reasoner.max_failed_fraction=0.01 \
     "${reasoner_args[@]}" \
     "$@"

@@ -48,7 +48,8 @@ python3 -m verl_ext.plugins.main_visplay --config-name reasoner \
     trainer.n_gpus_per_node="$NUM_GPUS" \
     trainer.total_training_steps=20 \
     trainer.total_epochs=20 \
-    trainer.save_freq=20 \
+    trainer.save_freq=5 \
+    trainer.max_actor_ckpt_to_keep=2 \
     trainer.test_freq=-1 \
     trainer.val_before_train=False \
     data.val_max_samples=16 \

@@ -19,6 +19,7 @@ TRAIN_MODULE = "verl_ext.plugins.main_visplay"
 MERGE_MODULE = "verl.model_merger"
 INFER_MODULE = "verl_ext.inference"
 VAL_ROWS = 16
+KEEP_CHECKPOINTS = 2  # verl checkpoints a training stage keeps on disk (trainer.max_actor_ckpt_to_keep)
 TRAINER_MODE = "visplay_sync"  # registered by verl_ext.plugins.trainer (see verl_ext/plugins/config/*.yaml)
 
 _SAFE = re.compile(r"[A-Za-z0-9_./~+\-]+")
@@ -79,6 +80,8 @@ def trainer_overrides(recipe: Recipe, spec: StageSpec, steps: int, save_every: i
         # Each epoch has >= 1 step, so `steps` epochs always reach `steps` steps (verl stops at whichever comes first).
         ("trainer.total_epochs", steps),
         ("trainer.save_freq", save_every or steps),
+        # periodic checkpoints without filling the disk: the newest two (the merge reads the last step's)
+        ("trainer.max_actor_ckpt_to_keep", KEEP_CHECKPOINTS),
         ("trainer.test_freq", -1),
         ("trainer.val_before_train", False),
         ("data.val_max_samples", VAL_ROWS),  # validation is off: verl still builds the val set, keep it small
@@ -124,6 +127,7 @@ def questioner_overrides(recipe: Recipe, spec: StageSpec, resolve=resolve_model)
         ("visplay.reasoner.top_p", q.reasoner_top_p),
         ("visplay.reasoner.top_k", q.reasoner_top_k),
         ("visplay.reasoner.max_tokens", q.reasoner_max_tokens),
+        ("visplay.reasoner.max_failed_fraction", q.reasoner_max_failed_fraction),
     ]
     if q.reasoner_service == "pool":
         # verl starts S_{t-1} in its own GPU pool and routes the reward manager's requests to it.

@@ -125,6 +125,10 @@ class QuestionerConfig:
     reasoner_service: Literal["pool", "endpoint"] = "pool"
     reasoner_endpoint: str | None = None  # URL when reasoner_service = endpoint
     checkpoint_every: int | None = _f(None, ge=1)  # verl save_freq; None = only at the end of the stage
+    # Share of a step's questions whose frozen-reasoner request may fail for good (scored 0, counted per step as
+    # visplay/reasoner/failed) before the step fails. verl's router turns any vLLM 4xx into a 500, so one bad request
+    # must not end a stage.
+    reasoner_max_failed_fraction: float = _f(0.01, ge=0, le=1)
     grpo: GRPOConfig = _f(GRPOConfig())
 
 
