@@ -6,11 +6,13 @@ own process groups, logging to `run_dir/logs/`.
 
 from __future__ import annotations
 
+import os
 import sys
 
 from . import commands
 from .backend import Command, StageContext, run_command
 from .batching import BatchFit, fit_batch
+from .preflight import PreflightError, failures, preflight
 
 
 class VerlBackend:
@@ -20,6 +22,7 @@ class VerlBackend:
         self.python = python
         self.echo = echo
         self.inference_engine = inference_engine
+        self._preflight_done = False
 
     # -- commands ----------------------------------------------------------------------------------
     def commands(self, ctx: StageContext, *, planning: bool = False) -> list[Command]:
@@ -64,7 +67,23 @@ class VerlBackend:
     def describe(self, ctx: StageContext) -> list[str]:
         return [f"# {c.description}\n{c.render()}" for c in self.commands(ctx, planning=True)]
 
+    def check_machine(self, ctx: StageContext) -> None:
+        """The preflight table, once per loop process, before the first stage this backend starts; raises
+        `PreflightError` on a failed check (VISPLAY_SKIP_PREFLIGHT=1 skips it)."""
+        if self._preflight_done or os.environ.get("VISPLAY_SKIP_PREFLIGHT", "") in ("1", "true", "yes"):
+            return
+        checks, table = preflight(ctx.recipe, ctx.run_dir)
+        ctx.log(f"[evolve] preflight for {ctx.recipe.name}:\n{table}")
+        bad = failures(checks)
+        if bad:
+            raise PreflightError(
+                f"preflight failed ({', '.join(c.name for c in bad)}); no GPU stage started:\n{table}\n"
+                "(VISPLAY_SKIP_PREFLIGHT=1 runs anyway)"
+            )
+        self._preflight_done = True
+
     def _run(self, ctx: StageContext) -> dict:
+        self.check_machine(ctx)
         for cmd in self.commands(ctx):
             ctx.log(f"[evolve] {ctx.spec.key}: {cmd.description}; log {ctx.spec.log_path}")
             run_command(cmd, ctx.spec.log_path, echo=self.echo)
