@@ -140,6 +140,17 @@ def questioner_overrides(recipe: Recipe, spec: StageSpec, resolve=resolve_model)
             ("reward.reward_model.rollout.tensor_model_parallel_size", res.inference_tensor_parallel_size),
             ("visplay.reasoner.base_url", None),
         ]
+    elif q.reasoner_service == "colocated":
+        # S_{t-1} shares the training GPUs: verl wakes its engine for the reward and frees it after (sleep/wake).
+        out += [
+            ("reward.reward_model.enable", True),
+            ("reward.reward_model.enable_resource_pool", False),
+            ("reward.reward_model.model_path", resolve(spec.inputs["reasoner_model"])),
+            ("reward.reward_model.rollout.free_cache_engine", True),
+            ("reward.reward_model.rollout.gpu_memory_utilization", res.gpu_memory_utilization),
+            ("reward.reward_model.rollout.tensor_model_parallel_size", res.inference_tensor_parallel_size),
+            ("visplay.reasoner.base_url", None),
+        ]
     else:
         out += [("reward.reward_model.enable", False), ("visplay.reasoner.base_url", q.reasoner_endpoint)]
     return out

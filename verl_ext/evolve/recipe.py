@@ -122,7 +122,8 @@ class QuestionerConfig:
     lam: float = _f(1.0, ge=0, key="lambda")  # lambda: weight of the diversity (repetition) penalty
     cluster_threshold: float = _f(0.5, gt=0, le=1)  # BLEU-distance threshold of the agglomerative clustering
     # Where the frozen reasoner S_{t-1} runs: a verl reward-model pool started by the stage, or a served endpoint.
-    reasoner_service: Literal["pool", "endpoint"] = "pool"
+    # colocated: verl serves S_{t-1} on the training GPUs, woken and put to sleep each step (one-GPU machines)
+    reasoner_service: Literal["pool", "colocated", "endpoint"] = "pool"
     reasoner_endpoint: str | None = None  # URL when reasoner_service = endpoint
     checkpoint_every: int | None = _f(None, ge=1)  # verl save_freq; None = only at the end of the stage
     # Share of a step's questions whose frozen-reasoner request may fail for good (scored 0, counted per step as
@@ -506,8 +507,10 @@ def _cross_checks(r: Recipe, errors: list[str]) -> None:
     q = r.questioner
     if q.reasoner_service == "endpoint" and not q.reasoner_endpoint:
         errors.append("questioner.reasoner_endpoint: required when questioner.reasoner_service is endpoint")
-    if q.reasoner_service == "pool" and q.reasoner_endpoint:
+    if q.reasoner_service != "endpoint" and q.reasoner_endpoint:
         errors.append("questioner.reasoner_endpoint: only used with questioner.reasoner_service: endpoint")
+    if q.reasoner_service == "colocated" and r.backend != "verl":
+        errors.append("questioner.reasoner_service: colocated is a verl backend setting (pool or endpoint here)")
     if r.images.source == "generator" and not re.fullmatch(r"[\w.]+:\w+", r.images.path):
         errors.append(f"images.path: a generator source needs 'module:function', got {r.images.path!r}")
     if r.images.source in ("testkit", "generator") and r.images.max_images is None:
