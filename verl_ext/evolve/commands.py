@@ -258,6 +258,7 @@ def generate_command(
         "--top-p", str(g.top_p),
         "--max-new-tokens", str(g.max_new_tokens),
         "--questioner-checkpoint", model,
+        *(["--images-per-iteration", str(g.images_per_iteration)] if g.images_per_iteration else []),
         *_prompt_args("--prompt-template", recipe.prompts.questioner),
         *_infer_common(recipe, spec, engine),
     ]  # fmt: skip

@@ -139,7 +139,10 @@ class GenerationConfig:
     temperature: float = _f(1.0, gt=0)
     top_p: float = _f(0.95, gt=0, le=1)
     max_new_tokens: int = _f(1024, ge=1)
-    shards: int = _f(8, ge=1)  # resumable units of work; each has its own seed
+    shards: int = _f(8, ge=1)  # resumable units of work; each has its own seed (balanced by question count)
+    # Images asked about per iteration, N spread over them: a fresh seeded subset each iteration when the image set is
+    # larger. null = one image per question (min(N, all images)).
+    images_per_iteration: int | None = _f(None, ge=1)
 
 
 @dataclass(frozen=True)
