@@ -119,8 +119,14 @@ def test_estimates():
     # 512 prompts x 8 rollouts x 2048^2 px x 24 B (float32 patches of 3 x 2 x 14 x 14 per 14^2 px)
     assert pf.multimodal_ram_bytes(recipe) == 512 * 8 * 4194304 * 24
     params = 7_000_000_000
-    per_stage = 2 * 12 * params + 2 * params
+    per_stage = 2 * 12 * params + 2 * params  # 20 steps saved every 5: the newest 2 kept, plus the bf16 merge
     assert pf.checkpoint_disk_bytes(recipe, params) == 6 * per_stage
+    at_end = load_recipe(
+        ROOT / "recipes" / "qwen2.5-vl-7b.yaml",
+        overrides=["questioner.checkpoint_every=null", "reasoner.checkpoint_every=null"],
+        env={},
+    )
+    assert pf.checkpoint_disk_bytes(at_end, params) == 6 * (12 * params + 2 * params)
     assert pf.model_parameters("Qwen/Qwen2.5-VL-3B-Instruct", None) == 3_000_000_000
 
 

@@ -286,14 +286,23 @@ def _model(recipe: Recipe, probe: Probe) -> tuple[list[Check], int | None]:
     return [Check("base model", "a supported architecture", found, OK if ok else FAIL, hint)], params
 
 
+def _kept_checkpoints(steps: int, every: int | None) -> int:
+    saves = -(-steps // (every or steps))  # verl saves every `every` steps and at the last one
+    return min(KEEP_CHECKPOINTS, saves)
+
+
 def checkpoint_disk_bytes(recipe: Recipe, params: int) -> int:
-    """FSDP checkpoints (the newest KEEP_CHECKPOINTS per training stage) + the merged HF model, for every stage."""
-    per_stage = KEEP_CHECKPOINTS * CHECKPOINT_BYTES_PER_PARAM * params + MERGED_BYTES_PER_PARAM * params
-    stages = 2 * recipe.iterations
+    """FSDP checkpoints (at most KEEP_CHECKPOINTS per training stage) + the merged HF model, for every stage."""
+    kept = {
+        role: _kept_checkpoints(getattr(recipe, role).steps, getattr(recipe, role).checkpoint_every)
+        for role in ("questioner", "reasoner")
+    }
+    ckpt = {role: k * CHECKPOINT_BYTES_PER_PARAM * params for role, k in kept.items()}
+    merged = 2 * recipe.iterations * MERGED_BYTES_PER_PARAM * params
     if recipe.storage.keep_checkpoints:
-        return stages * per_stage
+        return recipe.iterations * sum(ckpt.values()) + merged
     # checkpoints deleted once merged: one stage's checkpoints at a time, plus every merged model
-    return KEEP_CHECKPOINTS * CHECKPOINT_BYTES_PER_PARAM * params + stages * MERGED_BYTES_PER_PARAM * params
+    return max(ckpt.values()) + merged
 
 
 def _disk(recipe: Recipe, probe: Probe, params: int | None, run_dir: Path) -> list[Check]:

@@ -6,8 +6,11 @@ own process groups, logging to `run_dir/logs/`.
 
 from __future__ import annotations
 
+import ast
 import os
+import re
 import sys
+from pathlib import Path
 
 from . import commands
 from .backend import Command, StageContext, run_command
@@ -92,11 +95,11 @@ class VerlBackend:
     # -- Backend interface -------------------------------------------------------------------------
     def train_questioner(self, ctx: StageContext) -> dict:
         self._run(ctx)
-        return {"batch": self.batch_fit(ctx).as_summary()}
+        return {"batch": self.batch_fit(ctx).as_summary(), "dataset": dataset_screening(ctx.spec.log_path)}
 
     def train_reasoner(self, ctx: StageContext) -> dict:
         self._run(ctx)
-        return {"batch": self.batch_fit(ctx).as_summary()}
+        return {"batch": self.batch_fit(ctx).as_summary(), "dataset": dataset_screening(ctx.spec.log_path)}
 
     def merge(self, ctx: StageContext) -> dict:
         self._run(ctx)
@@ -124,3 +127,23 @@ def _summary_of(path) -> dict:
     import pyarrow.parquet as pq
 
     return {"rows": pq.ParquetFile(path).metadata.num_rows} if path.exists() else {}
+
+
+_SCREENING = re.compile(r"(\w+Dataset): kept (\d+) of (\d+) rows; skipped (\{[^}]*\})")
+
+
+def dataset_screening(log_path) -> dict:
+    """What the stage's datasets dropped before verl saw them (bad images, prompts over data.max_prompt_length, ...),
+    from the line they log: {dataset: {"rows", "kept", "skipped": {reason: count}}}; the last report of each wins."""
+    out: dict = {}
+    try:
+        text = Path(log_path).read_text(errors="replace")
+    except OSError:
+        return out
+    for m in _SCREENING.finditer(text):
+        try:
+            skipped = ast.literal_eval(m.group(4))
+        except (ValueError, SyntaxError):
+            continue
+        out[m.group(1)] = {"rows": int(m.group(3)), "kept": int(m.group(2)), "skipped": skipped}
+    return out
