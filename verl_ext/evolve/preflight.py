@@ -213,7 +213,8 @@ def _images(recipe: Recipe, n: int | None) -> list[Check]:
         return [Check("images", needed, f"unknown ({where})", WARN, "an hf dataset is counted when it is fetched")]
     if n == 0:
         return [Check("images", needed, f"0 ({where})", FAIL, "no images found: set images.path / IMAGE_PATH")]
-    found = f"{n} ({where}); {big_n / n:.1f} questions per image"
+    per_iteration = min(n, recipe.generation.images_per_iteration or big_n)
+    found = f"{n} ({where}); {per_iteration} asked per iteration, {big_n / per_iteration:.1f} questions each"
     if n < batch:
         hint = f"the questioner stage will shrink its batch to fit ({n} < {batch}; grpo.shrink_to_fit)"
         return [Check("images", needed, found, WARN, hint)]
