@@ -16,11 +16,12 @@ WORLD_ARGS ?=
 # one; a MODEL with a '/' (a path or a hub name) is evaluated as a single checkpoint.
 DEFAULT_RUN = $(or $(RUN),$(RUN_DIR),$(or $(VISPLAY_RUNS),runs)/$(MODEL))
 
-.PHONY: help install install-gpu test bench bench-quick quality style evolve eval report world clean
+.PHONY: help install install-gpu preflight test bench bench-quick quality style evolve eval report world clean
 
 help:
 	@echo "make install      CPU install (pins the CPU torch) + test tools + the torchvision shim"
-	@echo "make install-gpu  GPU install (adds vllm, flash-attn; keeps the machine's CUDA torch)"
+	@echo "make install-gpu  GPU install: vllm + torch + transformers as verl pins them, then flash-attn"
+	@echo "make preflight MODEL=qwen2.5-vl-7b  check GPUs, packages, loggers, images, RAM, disk, model: one table"
 	@echo "make test         CPU test suite (tests/**/test_*_on_cpu.py)"
 	@echo "make bench        speed benchmarks (tables with side-by-side ratios); bench-quick for a smoke"
 	@echo "make quality      ruff check + format check; make style to fix"
@@ -34,8 +35,13 @@ install:
 	$(PIP) install -c $(CPU_CONSTRAINTS) -e ".[test]"
 	$(PYTHON) -m verl_ext.compat.torchvision_shim install
 
+# vllm, torch, torchvision and transformers at the versions verl 0.9.1 declares for its vllm extra (one resolve), then
+# flash-attn against that torch without build isolation (its sdist imports torch to build; with a matching prebuilt
+# wheel on its release page it downloads that instead of compiling). FLASH_ATTN= (empty) skips it.
+FLASH_ATTN ?= $(shell $(PYTHON) -c "import runpy; print(runpy.run_path('verl_ext/compat/gpu_stack.py')['flash_attn_requirement']())")
 install-gpu:
 	$(PIP) install -e ".[gpu,test]"
+	$(if $(FLASH_ATTN),$(PIP) install --no-build-isolation "$(FLASH_ATTN)")
 	$(PYTHON) -m verl_ext.compat.torchvision_shim install
 
 test:
@@ -56,6 +62,9 @@ quality:
 style:
 	$(PYTHON) -m ruff check --fix verl_ext tests benchmarks
 	$(PYTHON) -m ruff format verl_ext tests benchmarks
+
+preflight:
+	$(PYTHON) -m verl_ext preflight --recipe recipes/$(MODEL).yaml $(if $(RUN_DIR),--run-dir $(RUN_DIR)) $(EVOLVE_ARGS)
 
 evolve:
 	$(PYTHON) -m verl_ext evolve --recipe recipes/$(MODEL).yaml $(if $(RUN_DIR),--run-dir $(RUN_DIR)) \

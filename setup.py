@@ -1,11 +1,14 @@
 """visplay: VisPlay (arXiv 2511.15661) self-evolving VLMs as a thin extension of verl."""
 
+import runpy
 from pathlib import Path
 
 from setuptools import find_packages, setup
 
 HERE = Path(__file__).parent
 VERL_VERSION = (HERE / "REQUIRED_VERL.txt").read_text().strip()
+# The engine versions verl declares for its own vllm extra (stdlib-only module; see its docstring).
+GPU_STACK = runpy.run_path(str(HERE / "verl_ext" / "compat" / "gpu_stack.py"))
 
 install_requires = [
     f"verl[verl-core]=={VERL_VERSION}",
@@ -28,8 +31,9 @@ install_requires = [
 ]
 
 extras_require = {
-    # GPU machines: verl's rollout engine and fused attention. Never needed by `make test`.
-    "gpu": ["vllm", "flash-attn"],
+    # GPU machines: verl's rollout engine with the torch/transformers it is built against, as verl pins them.
+    # flash-attn is installed after these, without build isolation (`make install-gpu`). Never needed by `make test`.
+    "gpu": GPU_STACK["gpu_requirements"](),
     # Reference semantics the tests compare against, plus the tools `make quality` runs.
     "test": ["pytest", "pytest-asyncio", "nltk", "scikit-learn", "ruff"],
 }

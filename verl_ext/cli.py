@@ -1,6 +1,7 @@
 """The `visplay` command (also `python -m verl_ext`), the application layer above the loop, evaluation and reports:
 
     visplay evolve --recipe recipes/X.yaml [--run-dir DIR] [--dry-run] [--force-from T:STAGE]
+    visplay preflight --recipe recipes/X.yaml   (machine checks before any GPU time: one table, exit 1 on a failure)
     visplay eval ... | visplay report ... | visplay world ...   (the same as python -m verl_ext.eval|report|world)
 
 `evolve` runs (or resumes) a VisPlay evolution run described by a YAML recipe and refreshes its HTML report as it goes;
@@ -26,6 +27,7 @@ from verl_ext.evolve.loop import (
     sigterm_interrupts,
 )
 from verl_ext.evolve.manifest import RunLockedError
+from verl_ext.evolve.preflight import PreflightError
 from verl_ext.evolve.recipe import RecipeError, load_recipe
 from verl_ext.evolve.stages import ALL_STAGES
 from verl_ext.report.live import report_refresher
@@ -98,6 +100,9 @@ def evolve(argv: list[str] | None = None) -> int:
     except (StaleStageError, MissingOutputError, RunLockedError, NotImplementedError, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    except PreflightError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
     except KeyboardInterrupt as exc:
         print(f"interrupted ({exc or 'SIGINT'}); re-run the same command to resume", file=sys.stderr)
         return 143 if isinstance(exc, Terminated) else 130
@@ -113,9 +118,31 @@ def evolve(argv: list[str] | None = None) -> int:
     return 0
 
 
+def preflight_command(argv: list[str] | None = None) -> int:
+    """`visplay preflight --recipe R`: the machine checks of a recipe as one table; exit 1 on a failed check."""
+    from verl_ext.evolve.preflight import failures, preflight
+
+    p = argparse.ArgumentParser(prog="visplay preflight", description="check a recipe against this machine")
+    p.add_argument("--recipe", required=True)
+    p.add_argument("--run-dir", help="run directory (default: <storage.root>/<name>); its disk is checked")
+    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
+    args = p.parse_args(argv)
+    try:
+        recipe = load_recipe(args.recipe, overrides=args.overrides)
+    except RecipeError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    run_dir = Path(args.run_dir) if args.run_dir else default_run_dir(recipe)
+    checks, table = preflight(recipe, run_dir)
+    print(f"# preflight: recipe {recipe.name}, backend {recipe.backend}, run dir {run_dir}\n{table}")
+    bad = failures(checks)
+    print(f"\n{len(bad)} failed check(s): {', '.join(c.name for c in bad)}" if bad else "\nall checks passed")
+    return 1 if bad else 0
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
-    commands = ["evolve", *APPLICATIONS]
+    commands = ["evolve", "preflight", *APPLICATIONS]
     if not argv or argv[0] in ("-h", "--help") or argv[0] not in commands:
         print(
             f"usage: visplay {{{','.join(commands)}}} ...  (visplay COMMAND --help for its options)", file=sys.stderr
@@ -124,6 +151,8 @@ def main(argv: list[str] | None = None) -> int:
     command, rest = argv[0], argv[1:]
     if command == "evolve":
         return evolve(rest)
+    if command == "preflight":
+        return preflight_command(rest)
     return importlib.import_module(APPLICATIONS[command]).main(rest)
 
 

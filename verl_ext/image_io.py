@@ -75,6 +75,11 @@ def _check_geometry(width: int, height: int):
         raise ImageError("bad_aspect", f"{width}x{height}")
 
 
+def image_size(value: Any) -> tuple[int, int]:
+    """(width, height) from the image header, without decoding the pixels."""
+    return _open(value).size
+
+
 def screen_image(value: Any) -> str | None:
     """Cheap validity check (header + integrity, no full decode): None if usable, else the reason."""
     try:

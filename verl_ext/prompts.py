@@ -16,6 +16,16 @@ import jinja2
 PROMPT_DIR = Path(__file__).resolve().parent / "prompts"
 DEFAULT_QUESTIONER_TEMPLATE = PROMPT_DIR / "questioner.jinja"
 DEFAULT_REASONER_TEMPLATE = PROMPT_DIR / "reasoner.jinja"
+ANSWER_ONLY_REASONER_TEMPLATE = PROMPT_DIR / "reasoner_answer_only.jinja"
+
+# How the frozen reasoner S_{t-1} is asked inside the questioner's reward (recipe questioner.reasoner_prompt):
+# answer_only as the reference implementation (a system prompt asking for the final answer only, in \boxed{}; the
+# question type in the user text), or step_by_step, the trained reasoner's own <think> prompt (prompts.reasoner).
+FROZEN_REASONER_PROMPTS = ("answer_only", "step_by_step")
+ANSWER_ONLY_SYSTEM_PROMPT = (
+    "You answer questions about images. Give only the final answer, inside \\boxed{}, with no explanation "
+    "and no reasoning steps."
+)
 
 # StrictUndefined: a template that names a variable we do not pass fails loudly instead of rendering "".
 _ENV = jinja2.Environment(undefined=jinja2.StrictUndefined, autoescape=False, keep_trailing_newline=False)
@@ -58,3 +68,16 @@ def render_reasoner_prompt(
         .render(content=question, question=question, question_type=question_type or "")
         .strip()
     )
+
+
+def frozen_reasoner_messages(
+    question: str, question_type: str | None, style: str, template: str | os.PathLike | None = None
+) -> tuple[str | None, str]:
+    """(system prompt or None, user text) with which the frozen reasoner answers a generated question in the
+    questioner's reward. `template` (prompts.reasoner) applies to step_by_step only."""
+    if style == "step_by_step":
+        return None, render_reasoner_prompt(question, template, question_type)
+    if style == "answer_only":
+        user = render_reasoner_prompt(question, ANSWER_ONLY_REASONER_TEMPLATE, question_type)
+        return ANSWER_ONLY_SYSTEM_PROMPT, user
+    raise ValueError(f"frozen reasoner prompt must be one of {FROZEN_REASONER_PROMPTS}, got {style!r}")

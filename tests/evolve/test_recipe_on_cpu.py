@@ -34,7 +34,9 @@ def test_real_recipes_hold_the_reference_run(name):
     steps = 40 if "3b" in name else 20
     assert (r.backend, r.iterations, r.questioner.steps, r.reasoner.steps) == ("verl", 3, steps, steps)
     assert (r.questioner.m, r.pseudo_label.m, r.generation.num_questions) == (10, 9, 8000)
-    assert (r.generation.temperature, r.generation.top_p) == (1.0, 0.95)
+    assert (r.generation.temperature, r.generation.top_p, r.generation.max_new_tokens) == (1.0, 0.95, 4096)
+    # the reference asks the frozen reasoner for the final answer only (docs/reference-differences.md)
+    assert r.questioner.reasoner_prompt == "answer_only"
     assert (r.questioner.reasoner_temperature, r.questioner.reasoner_top_p, r.questioner.reasoner_top_k) == (
         1.0,
         1.0,
@@ -45,6 +47,7 @@ def test_real_recipes_hold_the_reference_run(name):
     for g in (r.questioner.grpo, r.reasoner.grpo):
         assert (g.n, g.lr, g.weight_decay, g.kl_coef, g.kl_type) == (8, 1e-6, 1e-2, 1e-2, "low_var_kl")
         assert (g.rollout_batch_size, g.global_batch_size) == (512, 128)
+        assert (g.top_p, g.clip_ratio_high) == (0.99, 0.3)  # the reference trainer config
     assert (r.questioner.grpo.max_response_length, r.reasoner.grpo.max_response_length) == (2048, 4096)
     assert (r.resources.questioner_train_gpus, r.resources.questioner_reasoner_gpus) == (4, 4)
 
@@ -134,3 +137,13 @@ def test_partial_sections_keep_role_defaults():
     r = parse_recipe(data, env={})
     assert r.reasoner.grpo.max_response_length == 4096  # the reasoner's own default, not the questioner's 2048
     assert parse_recipe(_tiny_data(), overrides=["questioner.grpo.lr=1e-6"], env={}).questioner.grpo.lr == 1e-6
+
+
+@pytest.mark.parametrize("name", REAL)
+def test_real_recipes_log_without_an_account(name):
+    # verl calls wandb.init for `wandb`, which raises without an API key: the default must run anywhere.
+    r = load_recipe(RECIPES / f"{name}.yaml", env={})
+    assert "wandb" not in r.logging.loggers and "console" in r.logging.loggers
+    assert "WANDB_API_KEY" in (RECIPES / f"{name}.yaml").read_text()  # the recipe says how to turn it on
+    with_wandb = load_recipe(RECIPES / f"{name}.yaml", overrides=["logging.loggers=[console,wandb]"], env={})
+    assert with_wandb.logging.loggers == ["console", "wandb"]

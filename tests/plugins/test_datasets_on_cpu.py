@@ -216,3 +216,38 @@ def test_reasoner_batch_from_pseudo_labels(tokenizer_processor, tmp_path):
     config = _config(tmp_path, keep_filter_reasons=None)
     everything = ReasonerDataset(data_files=[str(path)], tokenizer=tokenizer, processor=processor, config=config)
     assert len(everything) == 4
+
+
+def test_prompts_over_max_prompt_length_are_counted_and_dropped(tokenizer_processor, tmp_path):
+    # verl 0.9.1's agent loop raises on a multimodal prompt longer than rollout.prompt_length (it cannot truncate
+    # image tokens): the dataset drops such rows before, and counts them.
+    tokenizer, processor = tokenizer_processor
+    path = _pseudo_label_parquet(tmp_path / "labels.parquet")
+    frame = pd.read_parquet(path)
+    frame.loc[0, "question"] = "How many circles are there? " + "Look again at every corner. " * 200
+    frame.to_parquet(path)
+    config = _config(tmp_path, max_prompt_length=512)
+    dataset = ReasonerDataset(data_files=[str(path)], tokenizer=tokenizer, processor=processor, config=config)
+    assert dataset.skipped["prompt_too_long"] == 1
+    assert len(dataset) == 2
+
+
+def test_image_tokens_follow_the_pixel_bounds():
+    from verl_ext.plugins.datasets import image_tokens
+
+    assert image_tokens(2048, 2048, 262144, 4194304) == 73 * 73  # 2048 / 28 = 73.1
+    assert image_tokens(4096, 4096, 0, 4194304) == 73 * 73  # downscaled to max_pixels first
+    assert image_tokens(56, 56, 112 * 112, 0) == 16
+
+
+def test_hand_made_pseudo_labels_without_filter_reason_load(tokenizer_processor, tmp_path):
+    # a user's own labels: no filter_reason (nor provenance columns); every labelled row is trained on
+    tokenizer, processor = tokenizer_processor
+    frame = pd.read_parquet(_pseudo_label_parquet(tmp_path / "labels.parquet"))
+    frame = frame.drop(columns=["filter_reason", "confidence", "num_samples", "iteration", "questioner_checkpoint"])
+    frame.to_parquet(tmp_path / "hand.parquet")
+    dataset = ReasonerDataset(
+        data_files=[str(tmp_path / "hand.parquet")], tokenizer=tokenizer, processor=processor, config=_config(tmp_path)
+    )
+    assert len(dataset) == 4  # the no-question and no-label rows are dropped, the rest kept
+    assert dataset[0]["reward_model"]["ground_truth"] == "3"

@@ -19,6 +19,7 @@ TRAIN_MODULE = "verl_ext.plugins.main_visplay"
 MERGE_MODULE = "verl.model_merger"
 INFER_MODULE = "verl_ext.inference"
 VAL_ROWS = 16
+KEEP_CHECKPOINTS = 2  # verl checkpoints a training stage keeps on disk (trainer.max_actor_ckpt_to_keep)
 TRAINER_MODE = "visplay_sync"  # registered by verl_ext.plugins.trainer (see verl_ext/plugins/config/*.yaml)
 
 _SAFE = re.compile(r"[A-Za-z0-9_./~+\-]+")
@@ -58,6 +59,7 @@ def grpo_overrides(g: GRPOConfig) -> list[tuple[str, object]]:
         ("actor_rollout_ref.actor.use_kl_loss", g.kl_coef > 0),
         ("actor_rollout_ref.actor.kl_loss_coef", g.kl_coef),
         ("actor_rollout_ref.actor.kl_loss_type", g.kl_type),
+        ("actor_rollout_ref.actor.clip_ratio_high", g.clip_ratio_high),
         ("data.train_batch_size", g.rollout_batch_size),
         ("actor_rollout_ref.actor.ppo_mini_batch_size", g.global_batch_size),
         ("actor_rollout_ref.actor.use_dynamic_bsz", True),
@@ -78,6 +80,8 @@ def trainer_overrides(recipe: Recipe, spec: StageSpec, steps: int, save_every: i
         # Each epoch has >= 1 step, so `steps` epochs always reach `steps` steps (verl stops at whichever comes first).
         ("trainer.total_epochs", steps),
         ("trainer.save_freq", save_every or steps),
+        # periodic checkpoints without filling the disk: the newest two (the merge reads the last step's)
+        ("trainer.max_actor_ckpt_to_keep", KEEP_CHECKPOINTS),
         ("trainer.test_freq", -1),
         ("trainer.val_before_train", False),
         ("data.val_max_samples", VAL_ROWS),  # validation is off: verl still builds the val set, keep it small
@@ -118,10 +122,12 @@ def questioner_overrides(recipe: Recipe, spec: StageSpec, resolve=resolve_model)
         ("visplay.reward.lam", q.lam),
         ("visplay.reward.bleu_threshold", q.cluster_threshold),
         ("visplay.reasoner.num_samples", q.m),
+        ("visplay.reasoner.prompt_style", q.reasoner_prompt),
         ("visplay.reasoner.temperature", q.reasoner_temperature),
         ("visplay.reasoner.top_p", q.reasoner_top_p),
         ("visplay.reasoner.top_k", q.reasoner_top_k),
         ("visplay.reasoner.max_tokens", q.reasoner_max_tokens),
+        ("visplay.reasoner.max_failed_fraction", q.reasoner_max_failed_fraction),
     ]
     if q.reasoner_service == "pool":
         # verl starts S_{t-1} in its own GPU pool and routes the reward manager's requests to it.
@@ -131,6 +137,17 @@ def questioner_overrides(recipe: Recipe, spec: StageSpec, resolve=resolve_model)
             ("reward.reward_model.model_path", resolve(spec.inputs["reasoner_model"])),
             ("reward.reward_model.nnodes", res.nnodes),
             ("reward.reward_model.n_gpus_per_node", res.questioner_reasoner_gpus),
+            ("reward.reward_model.rollout.tensor_model_parallel_size", res.inference_tensor_parallel_size),
+            ("visplay.reasoner.base_url", None),
+        ]
+    elif q.reasoner_service == "colocated":
+        # S_{t-1} shares the training GPUs: verl wakes its engine for the reward and frees it after (sleep/wake).
+        out += [
+            ("reward.reward_model.enable", True),
+            ("reward.reward_model.enable_resource_pool", False),
+            ("reward.reward_model.model_path", resolve(spec.inputs["reasoner_model"])),
+            ("reward.reward_model.rollout.free_cache_engine", True),
+            ("reward.reward_model.rollout.gpu_memory_utilization", res.gpu_memory_utilization),
             ("reward.reward_model.rollout.tensor_model_parallel_size", res.inference_tensor_parallel_size),
             ("visplay.reasoner.base_url", None),
         ]
@@ -151,6 +168,15 @@ def reasoner_overrides(recipe: Recipe, spec: StageSpec, resolve=resolve_model) -
         ("visplay.reasoner_prompt", recipe.prompts.reasoner),
         ("reward.custom_reward_function.reward_kwargs.format_weight", r.format_weight),
     ]
+
+
+def with_batch_fit(overrides: list[tuple[str, object]], fit) -> list[tuple[str, object]]:
+    """`overrides` with the batch sizes of `fit` (a `batching.BatchFit`) in place of the recipe's."""
+    sizes = {
+        "data.train_batch_size": fit.rollout_batch_size,
+        "actor_rollout_ref.actor.ppo_mini_batch_size": fit.global_batch_size,
+    }
+    return [(k, sizes.get(k, v)) for k, v in overrides]
 
 
 def train_command(config_name: str, overrides: list[tuple[str, object]], python: str = sys.executable) -> Command:
@@ -179,6 +205,17 @@ def merge_command(checkpoint_dir: Path, step: int, target_dir: Path, recipe: Rec
     return Command(argv=argv, description="verl model merger (FSDP -> Hugging Face)")
 
 
+def inference_data_parallel_size(recipe: Recipe) -> int:
+    """Offline engines (generation, pseudo-labelling): resources.inference_gpus of the head node, tp GPUs each."""
+    res = recipe.resources
+    return max(1, res.inference_gpus // res.inference_tensor_parallel_size)
+
+
+def _on_head_node(recipe: Recipe) -> str:
+    n = recipe.resources.nnodes
+    return f" on the head node ({recipe.resources.inference_gpus} of its GPUs; nnodes = {n})" if n > 1 else ""
+
+
 def _infer_common(recipe: Recipe, spec: StageSpec, engine: str) -> list[str]:
     res = recipe.resources
     args = [
@@ -190,8 +227,10 @@ def _infer_common(recipe: Recipe, spec: StageSpec, engine: str) -> list[str]:
         "--engine", engine,
     ]  # fmt: skip
     if engine == "vllm":
+        # One node: the engines see only the GPUs of the node the loop runs on (the head node of a multi-node job).
+        # Generation across the cluster is not implemented; training stages use every node.
         args += [
-            "--data-parallel-size", str(max(1, res.inference_gpus * res.nnodes // res.inference_tensor_parallel_size)),
+            "--data-parallel-size", str(inference_data_parallel_size(recipe)),
             "--tensor-parallel-size", str(res.inference_tensor_parallel_size),
             "--gpu-memory-utilization", str(res.gpu_memory_utilization),
         ]  # fmt: skip
@@ -219,10 +258,12 @@ def generate_command(
         "--top-p", str(g.top_p),
         "--max-new-tokens", str(g.max_new_tokens),
         "--questioner-checkpoint", model,
+        *(["--images-per-iteration", str(g.images_per_iteration)] if g.images_per_iteration else []),
         *_prompt_args("--prompt-template", recipe.prompts.questioner),
         *_infer_common(recipe, spec, engine),
     ]  # fmt: skip
-    return Command(argv=argv, description=f"generate {g.num_questions} questions with Q_{spec.iteration}")
+    desc = f"generate {g.num_questions} questions with Q_{spec.iteration}{_on_head_node(recipe)}"
+    return Command(argv=argv, description=desc)
 
 
 def pseudo_label_command(
@@ -242,4 +283,5 @@ def pseudo_label_command(
         *_prompt_args("--prompt-template", recipe.prompts.reasoner),
         *_infer_common(recipe, spec, engine),
     ]  # fmt: skip
-    return Command(argv=argv, description=f"pseudo-label with S_{spec.iteration - 1}, m = {p.m}")
+    desc = f"pseudo-label with S_{spec.iteration - 1}, m = {p.m}{_on_head_node(recipe)}"
+    return Command(argv=argv, description=desc)

@@ -99,6 +99,10 @@ class GRPOConfig:
     max_response_length: int = _f(2048, ge=1)
     temperature: float = _f(1.0, gt=0)  # rollout sampling
     top_p: float = _f(1.0, gt=0, le=1)
+    clip_ratio_high: float = _f(0.2, gt=0)  # PPO clip upper bound (verl actor.clip_ratio_high; reference code: 0.3)
+    # Fewer training rows than rollout_batch_size (a small band-filter result, a small image set): true = shrink this
+    # stage's batch to fit, with a warning naming the counts (verl would divide by zero); false = stop with them.
+    shrink_to_fit: bool = True
 
 
 @dataclass(frozen=True)
@@ -109,14 +113,23 @@ class QuestionerConfig:
     reasoner_top_p: float = _f(1.0, gt=0, le=1)
     reasoner_top_k: int = _f(40, ge=-1)  # -1 = off
     reasoner_max_tokens: int = _f(4096, ge=1)  # as pseudo_label.max_new_tokens: the same role, the same votes
+    # How the frozen reasoner is asked for its m answers: answer_only (the reference implementation: a system prompt
+    # asking for the final answer only, in \boxed{}, the question type in the user text) or step_by_step (the
+    # reasoner's own <think> prompt, prompts.reasoner). docs/reference-differences.md says what each changes.
+    reasoner_prompt: Literal["answer_only", "step_by_step"] = "step_by_step"
     # paper: max(0, r_unc - r_rep), 0 if unparsable; reference (the reference code): min(p, 1-p) - r_rep, -1 - r_rep
     reward_mode: Literal["paper", "reference"] = "reference"
     lam: float = _f(1.0, ge=0, key="lambda")  # lambda: weight of the diversity (repetition) penalty
     cluster_threshold: float = _f(0.5, gt=0, le=1)  # BLEU-distance threshold of the agglomerative clustering
     # Where the frozen reasoner S_{t-1} runs: a verl reward-model pool started by the stage, or a served endpoint.
-    reasoner_service: Literal["pool", "endpoint"] = "pool"
+    # colocated: verl serves S_{t-1} on the training GPUs, woken and put to sleep each step (one-GPU machines)
+    reasoner_service: Literal["pool", "colocated", "endpoint"] = "pool"
     reasoner_endpoint: str | None = None  # URL when reasoner_service = endpoint
     checkpoint_every: int | None = _f(None, ge=1)  # verl save_freq; None = only at the end of the stage
+    # Share of a step's questions whose frozen-reasoner request may fail for good (scored 0, counted per step as
+    # visplay/reasoner/failed) before the step fails. verl's router turns any vLLM 4xx into a 500, so one bad request
+    # must not end a stage.
+    reasoner_max_failed_fraction: float = _f(0.01, ge=0, le=1)
     grpo: GRPOConfig = _f(GRPOConfig())
 
 
@@ -126,7 +139,10 @@ class GenerationConfig:
     temperature: float = _f(1.0, gt=0)
     top_p: float = _f(0.95, gt=0, le=1)
     max_new_tokens: int = _f(1024, ge=1)
-    shards: int = _f(8, ge=1)  # resumable units of work; each has its own seed
+    shards: int = _f(8, ge=1)  # resumable units of work; each has its own seed (balanced by question count)
+    # Images asked about per iteration, N spread over them: a fresh seeded subset each iteration when the image set is
+    # larger. null = one image per question (min(N, all images)).
+    images_per_iteration: int | None = _f(None, ge=1)
 
 
 @dataclass(frozen=True)
@@ -494,8 +510,10 @@ def _cross_checks(r: Recipe, errors: list[str]) -> None:
     q = r.questioner
     if q.reasoner_service == "endpoint" and not q.reasoner_endpoint:
         errors.append("questioner.reasoner_endpoint: required when questioner.reasoner_service is endpoint")
-    if q.reasoner_service == "pool" and q.reasoner_endpoint:
+    if q.reasoner_service != "endpoint" and q.reasoner_endpoint:
         errors.append("questioner.reasoner_endpoint: only used with questioner.reasoner_service: endpoint")
+    if q.reasoner_service == "colocated" and r.backend != "verl":
+        errors.append("questioner.reasoner_service: colocated is a verl backend setting (pool or endpoint here)")
     if r.images.source == "generator" and not re.fullmatch(r"[\w.]+:\w+", r.images.path):
         errors.append(f"images.path: a generator source needs 'module:function', got {r.images.path!r}")
     if r.images.source in ("testkit", "generator") and r.images.max_images is None:
@@ -507,6 +525,11 @@ def _cross_checks(r: Recipe, errors: list[str]) -> None:
     for i, name in enumerate(r.logging.loggers):
         if name not in LOGGERS:
             errors.append(f"logging.loggers[{i}]: must be one of {', '.join(LOGGERS)}; got {name!r}")
+    if r.backend == "local" and q.reasoner_prompt != "step_by_step":
+        errors.append(
+            "questioner.reasoner_prompt: the local backend asks the frozen reasoner with its own step_by_step prompt "
+            f"only, got {q.reasoner_prompt!r}"
+        )
     if r.model.format_warmup and r.backend != "local":
         errors.append("model.format_warmup: only the local backend implements the format warm-up")
     if r.model.warmup.examples is not None and not re.fullmatch(r"[\w.]+:\w+", r.model.warmup.examples):

@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import hashlib
 import os
+import random
 import sys
 import time
 from dataclasses import asdict
@@ -71,6 +72,69 @@ def split(n: int, parts: int) -> list[tuple[int, int]]:
         out.append((start, end))
         start = end
     return [r for r in out if r[1] > r[0]]
+
+
+def split_weighted(weights: list[int], parts: int) -> list[tuple[int, int]]:
+    """Contiguous [start, end) ranges over `weights` whose sums are as equal as contiguity allows (no empty range):
+    shards of near-equal question counts. Equal weights give exactly `split`'s ranges."""
+    n = len(weights)
+    if n == 0 or len(set(weights)) <= 1:
+        return split(n, parts)
+    parts = max(1, min(parts, n))
+    total = sum(weights)
+    cuts, cum, j = [], 0, 1
+    for i, w in enumerate(weights):
+        cum += w
+        # cut after item i once the running sum reaches the j-th share, leaving at least one item per later range
+        while j < parts and cum * parts >= total * j and n - (i + 1) >= parts - j:
+            if not cuts or cuts[-1] != i + 1:
+                cuts.append(i + 1)
+            j += 1
+    bounds = [0, *cuts, n]
+    return [(a, b) for a, b in zip(bounds, bounds[1:], strict=False) if b > a]
+
+
+def select_images(num_images: int, num_questions: int, per_iteration: int | None, seed: int, iteration: int):
+    """Row indices (ascending) of the images asked about this iteration: `per_iteration` of them (default: one per
+    question), a fresh seeded subset each iteration when the source has more; every image when it has no more."""
+    k = min(num_images, per_iteration or num_questions)
+    if k >= num_images:
+        return list(range(num_images))
+    rng = random.Random(derive_seed(seed, iteration, "images"))
+    return sorted(rng.sample(range(num_images), k))
+
+
+def read_rows(path: str | Path, rows: list[int], columns: list[str]) -> dict[str, list]:
+    """`columns` of the given rows (ascending indices) of a parquet file, streamed batch by batch: a worker holds
+    only its own shard's images, never the whole file."""
+    wanted = iter(rows)
+    nxt = next(wanted, None)
+    out: dict[str, list] = {c: [] for c in columns}
+    offset = 0
+    for batch in pq.ParquetFile(path).iter_batches(batch_size=256, columns=columns):
+        end = offset + batch.num_rows
+        take = []
+        while nxt is not None and nxt < end:
+            take.append(nxt - offset)
+            nxt = next(wanted, None)
+        if take:
+            part = batch.take(pa.array(take)).to_pydict()
+            for c in columns:
+                out[c].extend(part[c])
+        offset = end
+        if nxt is None:
+            break
+    return out
+
+
+def generation_plan(args) -> tuple[list[int], list[int], list[tuple[int, int]]]:
+    """(image rows asked about, questions per chosen image, shard ranges over the chosen images)."""
+    num_images = pq.ParquetFile(args.images).metadata.num_rows
+    if not num_images:
+        raise SystemExit(f"{args.images}: no images")
+    chosen = select_images(num_images, args.num_questions, args.images_per_iteration, args.seed, args.iteration)
+    counts = questions_per_image(len(chosen), args.num_questions)
+    return chosen, counts, split_weighted(counts, args.shards)
 
 
 def questions_per_image(num_images: int, num_questions: int) -> list[int]:
@@ -131,12 +195,13 @@ assert tuple(QUESTION_SCHEMA.names[: len(QUESTION_COLUMNS)]) == QUESTION_COLUMNS
 assert tuple(LABEL_SCHEMA.names[: len(PSEUDO_LABEL_COLUMNS)]) == PSEUDO_LABEL_COLUMNS
 
 
-def generate_shard(engine, args, shard: int, image_range, images: dict, counts: list[int]) -> pa.Table:
+def generate_shard(engine, args, shard: int, images: dict, counts: list[int]) -> pa.Table:
+    """Questions over one shard's images (`images`: its rows, `counts`: questions per image, aligned)."""
     from verl_ext.prompts import render_questioner_prompt
     from verl_ext.visplay import parse_question
 
     prompt = render_questioner_prompt(args.prompt_template)
-    idx = [i for i in range(*image_range) if counts[i] > 0]
+    idx = [i for i in range(len(counts)) if counts[i] > 0]
     requests = [Request(prompt, _load_image(images["image"][i], args)) for i in idx]
     seed = derive_seed(args.seed, args.iteration, "generate", shard)
     rows = {name: [] for name in QUESTION_SCHEMA.names}
@@ -160,13 +225,14 @@ def generate_shard(engine, args, shard: int, image_range, images: dict, counts: 
     return pa.table(rows, schema=QUESTION_SCHEMA)
 
 
-def pseudo_label_shard(engine, args, shard: int, row_range, questions: dict) -> pa.Table:
+def pseudo_label_shard(engine, args, shard: int, questions: dict) -> pa.Table:
+    """Votes over one shard's questions (`questions`: its rows only)."""
     from verl_ext.prompts import render_reasoner_prompt
     from verl_ext.visplay import extract_boxed
     from verl_ext.visplay.voting import majority_vote_batch
 
     rows = {name: [] for name in LABEL_SCHEMA.names}
-    lo, hi = row_range
+    lo, hi = 0, len(questions["id"])
     parsed = [i for i in range(lo, hi) if questions["question"][i] is not None]
     requests = [
         Request(
@@ -224,7 +290,10 @@ def _data_parallel(args) -> None:
     tp, dp = args.tensor_parallel_size, args.data_parallel_size
     if len(devices) < tp * dp:
         raise SystemExit(
-            f"--data-parallel-size {dp} x --tensor-parallel-size {tp} needs {tp * dp} GPUs; {len(devices)} visible"
+            f"--data-parallel-size {dp} x --tensor-parallel-size {tp} needs {tp * dp} GPUs on this node; "
+            f"{len(devices)} visible. Generation and pseudo-labelling run on one node (the head node of a multi-node "
+            "run): set resources.inference_gpus to at most the GPUs this node has (a multiple of "
+            "resources.inference_tensor_parallel_size)"
         )
     procs = []
     for rank in range(dp):
@@ -263,20 +332,26 @@ def main(argv: list[str] | None = None) -> int:
     if args.engine == "vllm" and args.data_parallel_size > 1 and args.world == 1:
         _data_parallel(args)  # workers write the shards; this process combines them below
     elif stage == "generate":
-        images = pq.read_table(args.images, columns=["id", "image"]).to_pydict()
-        if not images["id"]:
-            raise SystemExit(f"{args.images}: no images")
-        counts = questions_per_image(len(images["id"]), args.num_questions)
-        ranges = split(len(images["id"]), args.shards)
-        _run_shards(args, stage, ranges, lambda eng, s, r: generate_shard(eng, args, s, r, images, counts))
+        chosen, counts, ranges = generation_plan(args)
+
+        def work(eng, s, r):  # reads only this shard's images
+            images = read_rows(args.images, chosen[r[0] : r[1]], ["id", "image"])
+            return generate_shard(eng, args, s, images, counts[r[0] : r[1]])
+
+        _run_shards(args, stage, ranges, work)
     else:
-        questions = pq.read_table(args.questions, columns=list(CARRIED_COLUMNS)).to_pydict()
-        ranges = split(len(questions["id"]), args.shards)
-        _run_shards(args, stage, ranges, lambda eng, s, r: pseudo_label_shard(eng, args, s, r, questions))
+        ranges = split(pq.ParquetFile(args.questions).metadata.num_rows, args.shards)
+
+        def work(eng, s, r):
+            return pseudo_label_shard(eng, args, s, read_rows(args.questions, list(range(*r)), list(CARRIED_COLUMNS)))
+
+        _run_shards(args, stage, ranges, work)
     if args.world > 1:
         return 0  # a data-parallel worker: the parent combines
-    n_rows = pq.ParquetFile(args.images if stage == "generate" else args.questions).metadata.num_rows
-    n_shards = len(split(n_rows, args.shards))
+    if stage == "generate":
+        n_shards = len(generation_plan(args)[2])
+    else:
+        n_shards = len(split(pq.ParquetFile(args.questions).metadata.num_rows, args.shards))
     total = _combine(args, stage, n_shards, QUESTION_SCHEMA if stage == "generate" else LABEL_SCHEMA)
     provenance = {
         "stage": stage,
@@ -294,6 +369,7 @@ def main(argv: list[str] | None = None) -> int:
         "max_pixels": args.max_pixels,
         "prompt_template": args.prompt_template,
         "inputs": args.images if stage == "generate" else args.questions,
+        "images_per_iteration": getattr(args, "images_per_iteration", None),
         "rows": total,
     }
     atomic_write_json(out_dir / "provenance.json", provenance)
@@ -329,6 +405,12 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--images", required=True)
     g.add_argument("--num-questions", type=int, required=True)
     g.add_argument("--questioner-checkpoint", default=None)
+    g.add_argument(
+        "--images-per-iteration",
+        type=int,
+        default=None,
+        help="images asked about (a fresh seeded subset per iteration); default: one per question",
+    )
     pl = sub.add_parser("pseudo-label", parents=[common], help="majority-vote pseudo-labels from the reasoner")
     pl.add_argument("--questions", required=True)
     pl.add_argument("--m", type=int, required=True)

@@ -20,6 +20,7 @@ from verl_ext.image_io import (  # noqa: F401  (re-exported: the datasets' publi
     DEFAULT_MAX_PIXELS,
     DEFAULT_MIN_PIXELS,
     ImageError,
+    image_size,
     load_image,
     screen_image,
 )
@@ -30,6 +31,20 @@ logger = logging.getLogger(__name__)
 logger.setLevel(os.getenv("VERL_LOGGING_LEVEL", "INFO"))
 
 MAX_SUBSTITUTIONS = 16  # consecutive undecodable rows a dataset skips before it gives up
+IMAGE_PIXELS_PER_TOKEN = 28 * 28  # Qwen2-VL / Qwen2.5-VL: one token per 28 x 28 pixels after the 2 x 2 merge
+CHAT_TEMPLATE_TOKENS = 32  # the chat template's role markers and vision start/end tokens, generously
+
+
+def image_tokens(width: int, height: int, min_pixels: int, max_pixels: int) -> int:
+    """Visual tokens of an image once fitted into [min_pixels, max_pixels] (Qwen2.5-VL's smart_resize rounding)."""
+    pixels = width * height
+    scale = 1.0
+    if max_pixels and pixels > max_pixels:
+        scale = math.sqrt(max_pixels / pixels)
+    elif min_pixels and pixels < min_pixels:
+        scale = math.sqrt(min_pixels / pixels)
+    side = math.sqrt(IMAGE_PIXELS_PER_TOKEN)
+    return max(1, round(height * scale / side)) * max(1, round(width * scale / side))
 
 
 def _is_blank(value: Any) -> bool:
@@ -86,6 +101,9 @@ class _VisPlayDataset(RLHFDataset):
                 reason = self._row_problem(row)
                 if reason is None and self.screen_images:
                     reason = screen_image(row.get(self.image_column))
+                if reason is None and self._too_long(row):
+                    # verl would stop the step (multimodal prompts cannot be truncated): count and drop it here
+                    reason = "prompt_too_long"
                 if reason is None:
                     keep.append(start + offset)
                 else:
@@ -103,6 +121,22 @@ class _VisPlayDataset(RLHFDataset):
 
     def _prompt_text(self, example: dict) -> str:
         raise NotImplementedError
+
+    def _too_long(self, row: dict) -> bool:
+        """Whether the row's prompt (text tokens + its image's tokens) exceeds data.max_prompt_length."""
+        limit = int(self.max_prompt_length or 0)
+        if limit <= 0 or self.tokenizer is None:
+            return False
+        text_tokens = len(self.tokenizer.encode(self._prompt_text(row), add_special_tokens=False))
+        worst = text_tokens + CHAT_TEMPLATE_TOKENS + self.max_pixels // IMAGE_PIXELS_PER_TOKEN
+        if not self.max_pixels or worst <= limit:
+            return False  # fits even with the largest image: no need to look at this one
+        try:
+            width, height = image_size(row.get(self.image_column))
+        except Exception:
+            return False  # an unreadable image is screened (or fails) elsewhere
+        tokens = image_tokens(width, height, self.min_pixels, self.max_pixels)
+        return text_tokens + CHAT_TEMPLATE_TOKENS + tokens > limit
 
     def _build_messages(self, example: dict, key: str):
         # Our parquet holds records, not chats: build the structured chat verl's own `<image>` expansion

@@ -140,7 +140,9 @@ class ReasonerClient:
 
     # ------------------------------------------------------------------ public API
 
-    async def sample(self, prompt: str, image: Any = None, n: int | None = None) -> SampleResult:
+    async def sample(
+        self, prompt: str, image: Any = None, n: int | None = None, system: str | None = None
+    ) -> SampleResult:
         """`n` (default m) completions for one question. Never raises for endpoint trouble: the failure is
         reported in `SampleResult.error` so the caller can apply its rule (and count it)."""
         n = self.num_samples if n is None else int(n)
@@ -151,7 +153,7 @@ class ReasonerClient:
         except Exception as exc:  # a broken image must not look like an endpoint failure
             result.error = f"image could not be encoded: {type(exc).__name__}: {exc}"
             return result
-        messages = build_messages(prompt, image_url)
+        messages = build_messages(prompt, image_url, system)
         async with self._semaphore():
             # top-up loop: ask again for what is still missing, within the same retry budget
             while result.missing > 0 and result.attempts <= self.max_retries:
@@ -264,12 +266,13 @@ class ReasonerClient:
         return cached
 
 
-def build_messages(prompt: str, image_url: str | None) -> list[dict]:
+def build_messages(prompt: str, image_url: str | None, system: str | None = None) -> list[dict]:
     content: list[dict] = []
     if image_url is not None:
         content.append({"type": "image_url", "image_url": {"url": image_url}})
     content.append({"type": "text", "text": prompt})
-    return [{"role": "user", "content": content}]
+    head = [{"role": "system", "content": system}] if system else []
+    return [*head, {"role": "user", "content": content}]
 
 
 def _image_cache_key(image: Any) -> str | None:

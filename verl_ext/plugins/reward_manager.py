@@ -21,7 +21,7 @@ from verl.experimental.reward_loop.reward_manager import register
 from verl.experimental.reward_loop.reward_manager.base import RewardManagerBase
 
 from verl_ext.plugins.reasoner_client import ReasonerClient
-from verl_ext.prompts import render_reasoner_prompt
+from verl_ext.prompts import FROZEN_REASONER_PROMPTS, frozen_reasoner_messages
 from verl_ext.visplay import majority_vote, parse_question, questioner_reward
 
 logger = logging.getLogger(__name__)
@@ -57,6 +57,7 @@ class QuestionerRewardSettings:
     mode: str = "paper"
     lam: float = 1.0
     reasoner_prompt: str | None = None
+    prompt_style: str = "step_by_step"  # how the frozen reasoner is asked: answer_only | step_by_step
 
     @classmethod
     def from_config(cls, config) -> QuestionerRewardSettings:
@@ -66,9 +67,15 @@ class QuestionerRewardSettings:
             mode=str(reward.get("mode", "paper")),
             lam=float(reward.get("lam", 1.0)),
             reasoner_prompt=visplay.get("reasoner_prompt", None),
+            prompt_style=str((visplay.get("reasoner") or {}).get("prompt_style", "step_by_step")),
         )
         if settings.mode not in REWARD_MODES:
             raise ValueError(f"visplay.reward.mode must be one of {REWARD_MODES}, got {settings.mode!r}")
+        if settings.prompt_style not in FROZEN_REASONER_PROMPTS:
+            raise ValueError(
+                f"visplay.reasoner.prompt_style must be one of {FROZEN_REASONER_PROMPTS}, "
+                f"got {settings.prompt_style!r}"
+            )
         return settings
 
 
@@ -107,8 +114,10 @@ async def score_question(
     if image is None:
         info["vp_image_missing"] = 1.0
         logger.warning("questioner rollout has no image in raw_prompt; asking the reasoner text-only")
-    prompt = render_reasoner_prompt(record.question, settings.reasoner_prompt, record.type)
-    result = await client.sample(prompt, image)
+    system, prompt = frozen_reasoner_messages(
+        record.question, record.type, settings.prompt_style, settings.reasoner_prompt
+    )
+    result = await client.sample(prompt, image, system=system)
     info.update(
         vp_num_samples=len(result.texts),
         vp_num_missing=result.missing,
