@@ -8,6 +8,7 @@ only when a run starts, so `--cfg job` prints the composed config in a couple of
 from __future__ import annotations
 
 import functools
+import os
 
 import hydra
 from omegaconf import DictConfig
@@ -71,8 +72,21 @@ def check_config(config: DictConfig) -> None:
         raise ValueError("algorithm.filter_groups would filter on rewards before the repetition penalty is applied")
 
 
+PLUGIN_MODULE = "verl_ext.verl_plugin"
+
+
+def export_plugin_module(environ=os.environ) -> None:
+    """List VisPlay's verl plugin in VERL_USE_EXTERNAL_MODULES, so every process of the run (Ray workers inherit
+    this environment) imports it with verl even where the installed metadata lacks the `verl.plugins` entry point
+    (an editable install made before it existed)."""
+    modules = [m for m in environ.get("VERL_USE_EXTERNAL_MODULES", "").split(",") if m]
+    if PLUGIN_MODULE not in modules:
+        environ["VERL_USE_EXTERNAL_MODULES"] = ",".join([PLUGIN_MODULE, *modules])
+
+
 @hydra.main(config_path="config", config_name="questioner", version_base=None)
 def main(config: DictConfig) -> None:
+    export_plugin_module()
     import ray
     from verl.trainer.main_ppo import run_ppo
     from verl.trainer.ppo.utils import need_critic, need_reference_policy
