@@ -59,6 +59,13 @@ def check_config(config: DictConfig) -> None:
         raise ValueError(
             "reward.reward_model.enable_resource_pool=true needs reward.reward_model.rollout.free_cache_engine=false"
         )
+    if not reward_model.enable and reward_model.enable_resource_pool:
+        # verl 0.9.1 reserves the reward pool whenever enable_resource_pool is set (trainer_base.py:823), even
+        # with no reward model to put there: the run would wait for GPUs nothing uses.
+        raise ValueError(
+            "reward.reward_model.enable=false (an external reasoner) with enable_resource_pool=true would reserve "
+            "GPUs for a reward model verl never starts: set reward.reward_model.enable_resource_pool=false"
+        )
     if not reward_model.enable and not (visplay.get("reasoner") or {}).get("base_url"):
         raise ValueError(
             "no frozen reasoner: set reward.reward_model.enable=true (verl hosts it) or visplay.reasoner.base_url"

@@ -12,7 +12,17 @@ imports nothing heavy and patches only module attributes verl looks up at call t
    `is_trl_available` is made to answer "is trl's value-head model importable", which is what verl means by it
    (the other caller, verl/utils/model.py:654, loads that class). Pinning an older trl instead would break the
    local backend's GRPOTrainer.
-2. mrope position ids: see `fix_3d_position_ids` below.
+2. mrope position ids (Qwen2.5-VL's 3-D `position_ids`, one (4, seq_i) tensor per sample, stored by verl as a jagged
+   nested tensor whose ragged dim is 2): TransferQueue rebuilds every nested field it serves with
+   `torch.nested.as_nested_tensor(samples, layout=torch.jagged)` (transfer_queue/utils/serial_utils.py:323 and
+   storage/managers/simple_storage_manager.py:574). When all samples of a fetch have the same length (all
+   questions of a step cut at max_response_length, for instance) torch cannot see a ragged dim and makes the
+   first one ragged (`_ragged_idx == 1`, offsets over the 4 mrope rows). verl's `maybe_fix_3d_position_ids`
+   (utils/tensordict_utils.py:910) then sets `_ragged_idx = 2` without looking at the offsets, so the tensor no
+   longer describes its own values, and the next unbind (`index_select_tensor_dict` in `make_iterator`,
+   engine_workers.py:279 in update_actor) fails with "split_with_sizes expects split_sizes to sum exactly to ...".
+   `fix_3d_position_ids` repairs both cases it can meet, reading the offsets; it replaces verl's function in
+   every module that imported it by name.
 """
 
 from __future__ import annotations
@@ -55,8 +65,63 @@ def patch_trl_check() -> None:
             module.is_trl_available = trl_value_head_available
 
 
+def fix_3d_position_ids(data) -> None:
+    """Make a TensorDict's nested 3-D `position_ids` ragged on dim 2 again, whichever way it was lost.
+
+    - offsets index the values' dim 0 (as_nested_tensor of equal-length samples): rebuild from the samples;
+    - offsets index the values' dim 1 but `_ragged_idx` says 1 (tensordict pickling drops it): set it to 2.
+    The repaired tensor is stored back, so it survives TensorDicts that hand out copies on `__getitem__`.
+    """
+    if "position_ids" not in data.keys():
+        return
+    position_ids = data["position_ids"]
+    if not (
+        getattr(position_ids, "is_nested", False) and position_ids.dim() == 3 and position_ids.layout == torch_jagged()
+    ):
+        return
+    if position_ids._ragged_idx == 2:
+        return
+    from verl.utils.tensordict_utils import nested_tensor_from_tensor_list
+
+    values, total = position_ids.values(), int(position_ids.offsets()[-1])
+    if values.shape[0] == total:  # ragged over the mrope rows: each sample is still one (4, seq) slice
+        data["position_ids"] = nested_tensor_from_tensor_list(list(position_ids.unbind()), ragged_idx=2)
+    elif values.dim() > 1 and values.shape[1] == total:
+        position_ids._ragged_idx = 2
+        data["position_ids"] = position_ids
+
+
+def torch_jagged():
+    import torch
+
+    return torch.jagged
+
+
+VERL_MAYBE_FIX = None  # verl's own maybe_fix_3d_position_ids, before the patch
+_FIX_USERS = (
+    "verl.utils.tensordict_utils",
+    "verl.workers.engine_workers",
+    "verl.workers.engine.base",
+    "verl.workers.engine_workers_tinker",
+)
+
+
+def patch_position_ids_fix() -> None:
+    """Install `fix_3d_position_ids` as verl's `maybe_fix_3d_position_ids`, also where it was imported by name."""
+    import verl.utils.tensordict_utils as tensordict_utils  # loaded with verl; later by-name imports get the fix
+
+    global VERL_MAYBE_FIX
+    if VERL_MAYBE_FIX is None and tensordict_utils.maybe_fix_3d_position_ids is not fix_3d_position_ids:
+        VERL_MAYBE_FIX = tensordict_utils.maybe_fix_3d_position_ids  # kept for the tests that show it fails
+    for name in _FIX_USERS:
+        module = sys.modules.get(name)
+        if module is not None and hasattr(module, "maybe_fix_3d_position_ids"):
+            module.maybe_fix_3d_position_ids = fix_3d_position_ids
+
+
 def apply() -> None:
     patch_trl_check()
+    patch_position_ids_fix()
 
 
 apply()

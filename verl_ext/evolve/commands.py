@@ -135,7 +135,11 @@ def questioner_overrides(recipe: Recipe, spec: StageSpec, resolve=resolve_model)
             ("visplay.reasoner.base_url", None),
         ]
     else:
-        out += [("reward.reward_model.enable", False), ("visplay.reasoner.base_url", q.reasoner_endpoint)]
+        out += [
+            ("reward.reward_model.enable", False),
+            ("reward.reward_model.enable_resource_pool", False),  # no reward model: reserve no GPUs for one
+            ("visplay.reasoner.base_url", q.reasoner_endpoint),
+        ]
     return out
 
 
