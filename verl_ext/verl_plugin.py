@@ -1,7 +1,7 @@
 """VisPlay's verl plugin: fixes for verl 0.9.1 that every VisPlay run needs, GPU or not.
 
 Loaded in every process that imports verl (driver, TaskRunner, each Ray worker) through the `verl.plugins` entry
-point `visplay` (setup.py; verl/__init__.py:63 loads the group), and through VERL_USE_EXTERNAL_MODULES, which
+point `visplay` (setup.py; verl/__init__.py:64 loads the group), and through VERL_USE_EXTERNAL_MODULES, which
 `verl_ext.main_visplay` sets for installs whose metadata predates the entry point. Importing it is cheap: it
 imports nothing heavy and patches only module attributes verl looks up at call time.
 
@@ -20,7 +20,7 @@ imports nothing heavy and patches only module attributes verl looks up at call t
    first one ragged (`_ragged_idx == 1`, offsets over the 4 mrope rows). verl's `maybe_fix_3d_position_ids`
    (utils/tensordict_utils.py:910) then sets `_ragged_idx = 2` without looking at the offsets, so the tensor no
    longer describes its own values, and the next unbind (`index_select_tensor_dict` in `make_iterator`,
-   engine_workers.py:279 in update_actor) fails with "split_with_sizes expects split_sizes to sum exactly to ...".
+   engine_workers.py:273 in update_actor) fails with "split_with_sizes expects split_sizes to sum exactly to ...".
    `fix_3d_position_ids` repairs both cases it can meet, reading the offsets; it replaces verl's function in
    every module that imported it by name.
 """

@@ -1,6 +1,6 @@
 """One gloo backend for torch.distributed on the CPU.
 
-verl/utils/distributed.py:91 (initialize_global_process_group_ray, called by TrainingWorker, engine_workers.py:89)
+verl/utils/distributed.py:89 (initialize_global_process_group_ray, called by TrainingWorker, engine_workers.py:89)
 builds the backend string f"cpu:gloo,{device}:{backend}"; with device `cpu` that is "cpu:gloo,cpu:gloo", which
 torch rejects (a device may appear once). The wrapper drops repeated `device:backend` entries before calling torch.
 """

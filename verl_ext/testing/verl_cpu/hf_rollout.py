@@ -7,9 +7,9 @@ the CPU wheels of vLLM do not fit this environment. Three pieces, each answering
   from replica.py:277-311). One request at a time, batch size 1: prompt ids are already expanded with image
   placeholders by the agent loop, so `generate` needs only the images' pixel values.
 - `HFReplica(RolloutReplica)`: registered in RolloutReplicaRegistry (replica.py:312) as `hf`; `launch_servers`
-  starts one server per replica (replica.py:247, abstract).
+  starts one server per replica (replica.py:242, abstract).
 - `HFServerAdapter(BaseRollout)`: the worker-side rollout verl builds inside the hybrid actor
-  (engine_workers.py:667 get_rollout_class; registry rollout/base.py:88). verl's naive weight sync
+  (engine_workers.py:667 get_rollout_class; registry rollout/base.py:89). verl's naive weight sync
   (engine_workers.py:728 update_weights) hands it the trainer's full tensors; it ships them to the server.
 """
 

@@ -7,7 +7,7 @@ extension point, PlatformRegistry.register (platform_manager.py:43), selected wi
   fully_shard mesh, `torch.device(get_device_name(), get_device_id())`), where an int would mean a CUDA index;
 - communication backend `gloo`;
 - Ray resource "GPU": CPU runs start Ray with logical GPUs (ray_init.num_gpus), one per trainer rank, so verl's
-  resource accounting (ResourcePoolManager._check_resource_available, single_controller/ray/base.py:232, which
+  resource accounting (ResourcePoolManager._check_resource_available, single_controller/ray/base.py:226, which
   counts only GPU/NPU) and its placement-group bundles work unchanged;
 - the torch device module is a small stand-in (`CpuDeviceModule`) for the torch.cuda functions verl calls.
 """
