@@ -1,6 +1,7 @@
 """The CPU target's shims in isolation (fast): gating, what each registers, and that production code never
 imports them. The slow tests next to this one run verl's trainer with them."""
 
+import os
 import re
 import subprocess
 import sys
@@ -26,8 +27,6 @@ def _probe(env: dict) -> str:
         "from verl.plugin.platform import PlatformRegistry\n"
         "print(cpu._ACTIVE, 'hf' in RolloutReplicaRegistry._registry, PlatformRegistry.get('cpu') is not None)\n"
     )
-    import os
-
     full = {**os.environ, **env, "PYTHONPATH": str(REPO)}
     out = subprocess.run([sys.executable, "-c", code], env=full, capture_output=True, text=True, timeout=300)
     assert out.returncode == 0, out.stderr[-2000:]
