@@ -68,7 +68,9 @@ class StageRun:
         for line in self.lines:
             found = re.search(r"\bstep:(\d+) - (.*)", line)
             if found:
-                steps[int(found.group(1))] = {k: float(v) for k, v in _METRIC.findall(found.group(2))}
+                steps.setdefault(int(found.group(1)), {}).update(
+                    {k: float(v) for k, v in _METRIC.findall(found.group(2))}
+                )
         return steps
 
 
