@@ -12,6 +12,7 @@ import threading
 
 import pytest
 
+from verl_ext.evolve import commands
 from verl_ext.evolve.verl_backend import VerlBackend
 from verl_ext.testkit.openai_server import OpenAIChatServer, RequestError
 
@@ -75,7 +76,7 @@ def questioner_run(warmed_model, image_parquet, tmp_path_factory):
 def test_stage_uses_the_external_reasoner_and_reserves_no_pool(questioner_run):
     argv, url = questioner_run["cmd"].argv, questioner_run["recipe"].questioner.reasoner_endpoint
     assert "reward.reward_model.enable=False" in argv and "reward.reward_model.enable_resource_pool=False" in argv
-    assert f"visplay.reasoner.base_url={url}" in argv
+    assert f"visplay.reasoner.base_url={commands.hydra_value(url)}" in argv
     assert "trainer.v1.trainer_mode=visplay_sync" in argv
 
 
