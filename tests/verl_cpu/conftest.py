@@ -37,7 +37,8 @@ def warmed_model(tiny_vlm_path, tmp_path_factory):
 
     recipe = load_tiny_verl()
     cfg = WarmupConfig(seed=recipe.seed, min_pixels=recipe.images.min_pixels, max_pixels=recipe.images.max_pixels)
-    cache = tmp_path_factory.getbasetemp() / "warm_cache_shared"
+    # shared with tests/local in a session; VISPLAY_TEST_WARM_CACHE keeps one across sessions when iterating
+    cache = Path(os.environ.get("VISPLAY_TEST_WARM_CACHE") or tmp_path_factory.getbasetemp() / "warm_cache_shared")
     return warmed_model_path(tiny_vlm_path, cfg, cache_dir=cache, log=lambda _m: None)
 
 
