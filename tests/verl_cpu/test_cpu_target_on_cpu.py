@@ -68,3 +68,15 @@ def test_gpu_recipes_have_no_device_block():
     for name in ("qwen2.5-vl-7b", "qwen2.5-vl-3b", "mimo-vl-7b"):
         recipe = load_recipe(Path(REPO / "recipes" / f"{name}.yaml"))
         assert recipe.device.env == [] and recipe.device.overrides == [] and recipe.device.inference_engine == "vllm"
+
+
+def test_tiny_verl_dry_run_shows_the_device_block_on_every_verl_command(tmp_path, capsys):
+    from verl_ext.evolve.__main__ import main
+
+    assert main(["--recipe", str(REPO / "recipes/tiny-verl.yaml"), "--dry-run", "--run-dir", str(tmp_path)]) == 0
+    out = capsys.readouterr().out
+    for stage in ("questioner", "reasoner"):
+        assert f"--config-name {stage}" in out
+    commands = "\n".join(line for line in out.splitlines() if not line.startswith("#"))  # not the recipe echo
+    assert commands.count("actor_rollout_ref.rollout.name=hf") == 4  # both training stages, both iterations
+    assert commands.count("VISPLAY_VERL_CPU=1") >= 4 and "--engine hf" in commands

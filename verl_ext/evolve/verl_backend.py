@@ -64,6 +64,10 @@ class VerlBackend:
         raise ValueError(f"verl backend has no command for stage {spec.name}")
 
     def describe(self, ctx: StageContext) -> list[str]:
+        if ctx.spec.name == "warmup":
+            return [
+                "# format warm-up: a short HF fine-tune of the base model (verl_ext.local.warmup), cached; no verl"
+            ]
         return [f"# {c.description}\n{c.render()}" for c in self.commands(ctx, planning=True)]
 
     def _run(self, ctx: StageContext) -> dict:
