@@ -34,6 +34,9 @@ class RecordingReasoner:
         self.refused = 0
         self.failing = False
 
+    def __getattr__(self, name):  # models(), name, ...: the real chat model's
+        return getattr(self.chat_model, name)
+
     def complete(self, request: dict) -> dict:
         with self.lock:
             if self.failing:
