@@ -34,10 +34,21 @@ def _probe(env: dict) -> str:
 
 
 @pytest.mark.slow
-def test_shims_apply_only_when_asked():
+def test_shims_apply_through_verls_external_modules_hook():
     recipe_env = dict(item.split("=", 1) for item in load_tiny_verl().device.env)
-    assert _probe(recipe_env) == "True True True"  # through VERL_USE_EXTERNAL_MODULES, as every Ray process does
-    assert _probe({**recipe_env, "VISPLAY_VERL_CPU": "0"}) == "False False False"
+    assert _probe(recipe_env) == "True True True"  # what every Ray process of a CPU run does on `import verl`
+
+
+def test_shims_stay_off_unless_asked(monkeypatch):
+    import verl_ext.testing.verl_cpu as cpu
+
+    if cpu._ACTIVE:
+        pytest.skip("already active in this process")
+    monkeypatch.delenv(cpu.FLAG, raising=False)
+    assert cpu.activate() is False and cpu._ACTIVE is False
+    monkeypatch.setenv(cpu.FLAG, "1")
+    monkeypatch.setattr(cpu, "accelerator_present", lambda: True)  # a GPU machine: never shimmed
+    assert cpu.activate() is False and cpu._ACTIVE is False
 
 
 def test_recipe_device_block_names_what_the_shims_register():
