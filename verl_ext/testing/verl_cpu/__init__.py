@@ -8,8 +8,8 @@ source it answers (see README.md here for the list):
 - `distributed`: one `cpu:gloo` process-group backend;
 - `offload`: FSDP2 CPU offload without pinned memory;
 - `hf_rollout`: rollout name `hf`, Hugging Face `generate` behind verl's replica/server interface.
-Everything else the CPU needs is configuration: see `settings.py` (env vars and Hydra overrides, the one place
-where the CPU run differs from the GPU recipe).
+Everything else the CPU needs is configuration: the `device:` block of recipes/tiny-verl.yaml (env vars and Hydra
+overrides), the one place where the CPU run differs from the GPU recipe. README.md here lists both.
 """
 
 from __future__ import annotations
