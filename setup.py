@@ -50,5 +50,9 @@ setup(
     python_requires=">=3.10",
     install_requires=install_requires,
     extras_require=extras_require,
-    entry_points={"console_scripts": ["visplay=verl_ext.cli:main"]},
+    entry_points={
+        "console_scripts": ["visplay=verl_ext.cli:main"],
+        # verl/__init__.py loads this group in every process that imports verl: VisPlay's fixes for verl 0.9.1.
+        "verl.plugins": ["visplay = verl_ext.plugins.verl_fixes"],
+    },
 )

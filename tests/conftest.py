@@ -70,7 +70,7 @@ def tiny_vlm_server(tiny_vlm_path):
     """Base URL (`http://127.0.0.1:<port>/v1`) of an OpenAI-compatible chat server running the tiny VLM for the
     session: POST {base}/chat/completions with text and data-URL images, n, temperature, top_p, top_k, max_tokens,
     seed; GET {base}/models."""
-    from verl_ext.testing.openai_server import serve_model
+    from verl_ext.inference.openai_server import serve_model
 
     with serve_model(tiny_vlm_path) as url:
         yield url

@@ -165,3 +165,16 @@ def test_verl_backend_runs_preflight_before_its_first_stage(tmp_path, monkeypatc
     assert len(ran) == 1 and any("| GPUs | 8 per node" in line for line in logged)
     monkeypatch.setattr(pf, "probe_machine", lambda run_dir: pytest.fail("preflight ran twice"))
     backend.merge(ctx)  # once per loop process
+
+
+def test_the_cpu_execution_target_is_not_checked_for_gpus_or_engines(tmp_path):
+    """recipes/tiny-verl.yaml runs verl's trainer on CPU (its `device` block): no GPU or vLLM row can fail it."""
+    recipe = load_recipe(ROOT / "recipes" / "tiny-verl.yaml", env={})
+    run_dir = tmp_path / "run"
+    checks, table = pf.preflight(recipe, run_dir, _good_probe(run_dir, gpus=0, versions={}))
+    names = [c.name for c in checks]
+    assert "GPUs" not in names and not any(n.startswith("package ") for n in names), table
+    assert pf.failures(checks) == [], table
+    gpu_recipe, gpu_run = _recipe(tmp_path / "gpu"), tmp_path / "gpu_run"
+    gpu_checks, _ = pf.preflight(gpu_recipe, gpu_run, _good_probe(gpu_run, gpus=0, versions={}))
+    assert {"GPUs", "package vllm"} <= {c.name for c in pf.failures(gpu_checks)}

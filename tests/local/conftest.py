@@ -13,7 +13,8 @@ TINY_SEED = 1
 
 @pytest.fixture(scope="session")
 def warm_cache(tmp_path_factory):
-    return tmp_path_factory.mktemp("warm_cache")
+    # one cache per session, shared with tests/verl_cpu (same warm-up key: the build runs once)
+    return tmp_path_factory.getbasetemp() / "warm_cache_shared"
 
 
 @pytest.fixture(scope="session")

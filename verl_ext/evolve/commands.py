@@ -152,7 +152,11 @@ def questioner_overrides(recipe: Recipe, spec: StageSpec, resolve=resolve_model)
             ("visplay.reasoner.base_url", None),
         ]
     else:
-        out += [("reward.reward_model.enable", False), ("visplay.reasoner.base_url", q.reasoner_endpoint)]
+        out += [
+            ("reward.reward_model.enable", False),
+            ("reward.reward_model.enable_resource_pool", False),  # no reward model: reserve no GPUs for one
+            ("visplay.reasoner.base_url", q.reasoner_endpoint),
+        ]
     return out
 
 
@@ -179,10 +183,21 @@ def with_batch_fit(overrides: list[tuple[str, object]], fit) -> list[tuple[str, 
     return [(k, sizes.get(k, v)) for k, v in overrides]
 
 
-def train_command(config_name: str, overrides: list[tuple[str, object]], python: str = sys.executable) -> Command:
+def device_env(device) -> dict[str, str]:
+    """The recipe's `device.env` (KEY=VALUE strings) as a mapping; empty without a device block."""
+    return dict(item.split("=", 1) for item in (device.env if device is not None else ()))
+
+
+def train_command(
+    config_name: str, overrides: list[tuple[str, object]], python: str = sys.executable, device=None
+) -> Command:
+    """The training stage's command; a recipe `device` block (CPU runs) appends its overrides and env verbatim,
+    after the recipe's, so the GPU command is a prefix of the CPU one."""
     argv = [python, "-m", TRAIN_MODULE, "--config-name", config_name]
     argv += [_ov(k, v) for k, v in overrides]
-    return Command(argv=argv, description=f"verl {config_name} stage")
+    if device is not None:
+        argv += list(device.overrides)
+    return Command(argv=argv, description=f"verl {config_name} stage", env=device_env(device))
 
 
 def latest_step(checkpoint_dir: Path) -> int | None:

@@ -323,7 +323,9 @@ def _disk(recipe: Recipe, probe: Probe, params: int | None, run_dir: Path) -> li
 
 def run_checks(recipe: Recipe, run_dir: Path, probe: Probe) -> list[Check]:
     checks: list[Check] = []
-    if recipe.backend == "verl":
+    # A recipe with a `device` block runs verl on the CPU execution target (tests' tiny-verl): no GPUs, no engines.
+    on_gpus = recipe.backend == "verl" and not (recipe.device.env or recipe.device.overrides)
+    if on_gpus:
         checks += _gpus(recipe, probe)
         checks += _packages(probe)
     checks += _loggers(recipe, probe)

@@ -201,6 +201,16 @@ class ResourcesConfig:
 
 
 @dataclass(frozen=True)
+class DeviceConfig:
+    """Device-level settings of the verl backend's stage commands; empty for GPUs. A CPU run (recipes/tiny-verl.yaml)
+    lists here every line in which it differs from the GPU path, so that is all CI does not execute. Never hashed."""
+
+    env: list[str] = _f([])  # KEY=VALUE set in every stage process
+    overrides: list[str] = _f([])  # Hydra overrides appended to both training stages' commands
+    inference_engine: Literal["vllm", "hf"] = "vllm"  # generation / pseudo-labelling (verl_ext.inference)
+
+
+@dataclass(frozen=True)
 class StorageConfig:
     root: str = "runs"  # run dir = <root>/<name> unless --run-dir is given
     keep_checkpoints: bool = True  # False: delete a verl FSDP checkpoint once merged to HF format
@@ -228,6 +238,7 @@ class Recipe:
     prompts: PromptsConfig = _f(PromptsConfig())
     stats: StatsConfig = _f(StatsConfig())
     resources: ResourcesConfig = _f(ResourcesConfig())
+    device: DeviceConfig = _f(DeviceConfig())
     storage: StorageConfig = _f(StorageConfig())
     logging: LoggingConfig = _f(LoggingConfig())
 
@@ -530,8 +541,9 @@ def _cross_checks(r: Recipe, errors: list[str]) -> None:
             "questioner.reasoner_prompt: the local backend asks the frozen reasoner with its own step_by_step prompt "
             f"only, got {q.reasoner_prompt!r}"
         )
-    if r.model.format_warmup and r.backend != "local":
-        errors.append("model.format_warmup: only the local backend implements the format warm-up")
+    for i, item in enumerate(r.device.env):
+        if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*=.*", item):
+            errors.append(f"device.env[{i}]: must be KEY=VALUE, got {item!r}")
     if r.model.warmup.examples is not None and not re.fullmatch(r"[\w.]+:\w+", r.model.warmup.examples):
         errors.append(f"model.warmup.examples: must be 'module:function' or null, got {r.model.warmup.examples!r}")
     if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]*", r.name):

@@ -1,31 +1,42 @@
 """The `verl` backend: each stage is a subprocess (verl trainer, verl model merger, offline vLLM inference).
 
 The loop process never imports verl, torch or vllm; it only builds commands (`commands.py`) and runs them in their
-own process groups, logging to `run_dir/logs/`.
+own process groups, logging to `run_dir/logs/`. Two test-kit hooks let the same commands run on a CPU
+(recipes/tiny-verl.yaml): the format warm-up (an HF fine-tune, shared with the local backend) and
+`questioner.reasoner_endpoint: testkit:serve`, which serves S_{t-1} with the project's OpenAI-compatible server over an
+HF model (`verl_ext.inference.openai_server`) for the duration of the questioner stage.
 """
 
 from __future__ import annotations
 
 import ast
+import contextlib
 import os
 import re
 import sys
 from pathlib import Path
 
 from . import commands
-from .backend import Command, StageContext, run_command
+from .backend import Command, StageContext, resolve_model, run_command
 from .batching import BatchFit, fit_batch
 from .preflight import PreflightError, failures, preflight
+
+SERVE_ENDPOINT = "testkit:serve"  # questioner.reasoner_endpoint: serve S_{t-1} with verl_ext.inference.openai_server
 
 
 class VerlBackend:
     name = "verl"
 
-    def __init__(self, python: str = sys.executable, echo: bool = True, inference_engine: str = "vllm"):
+    def __init__(self, python: str = sys.executable, echo: bool = True, inference_engine: str | None = None):
+        """`inference_engine`: generation / pseudo-labelling engine; None = the recipe's device.inference_engine."""
         self.python = python
         self.echo = echo
         self.inference_engine = inference_engine
         self._preflight_done = False
+        self.reasoner_url: str | None = None  # set while a testkit:serve reasoner runs
+
+    def _engine(self, recipe) -> str:
+        return self.inference_engine or recipe.device.inference_engine
 
     # -- commands ----------------------------------------------------------------------------------
     def commands(self, ctx: StageContext, *, planning: bool = False) -> list[Command]:
@@ -33,6 +44,7 @@ class VerlBackend:
         # Dry runs must not build models: keep `testkit:` references symbolic there.
         resolve = (lambda p: p) if planning else None
         kw = {"resolve": resolve} if resolve else {}
+        device, env = recipe.device, commands.device_env(recipe.device)
         if spec.name in ("questioner", "reasoner"):
             build = commands.questioner_overrides if spec.name == "questioner" else commands.reasoner_overrides
             overrides = build(recipe, spec, **kw)
@@ -41,18 +53,21 @@ class VerlBackend:
                 if fit.message:
                     ctx.log(f"[evolve] WARNING {spec.key}: {fit.message}")
                 overrides = commands.with_batch_fit(overrides, fit)
-            return [commands.train_command(spec.name, overrides, self.python)]
+            if spec.name == "questioner" and self.reasoner_url is not None:
+                overrides.append(("visplay.reasoner.base_url", self.reasoner_url))
+            return [commands.train_command(spec.name, overrides, self.python, device)]
         if spec.name.endswith("_merge"):
             ckpt = spec.inputs["checkpoint"]
             step = None if planning else commands.latest_step(ckpt)
             if step is None:
                 role = spec.name.removesuffix("_merge")
                 step = getattr(recipe, role).steps  # the stage saves at its last step
-            return [commands.merge_command(ckpt, step, spec.work_dir, recipe, self.python)]
+            return [_with_env(commands.merge_command(ckpt, step, spec.work_dir, recipe, self.python), env)]
+        engine = self._engine(recipe)
         if spec.name == "generate":
-            return [commands.generate_command(recipe, spec, self.inference_engine, python=self.python, **kw)]
+            return [_with_env(commands.generate_command(recipe, spec, engine, python=self.python, **kw), env)]
         if spec.name == "pseudo_label":
-            return [commands.pseudo_label_command(recipe, spec, self.inference_engine, python=self.python, **kw)]
+            return [_with_env(commands.pseudo_label_command(recipe, spec, engine, python=self.python, **kw), env)]
         raise ValueError(f"verl backend has no command for stage {spec.name}")
 
     @staticmethod
@@ -68,6 +83,10 @@ class VerlBackend:
         return fit_batch(role, rows, getattr(recipe, role).grpo, gpus * res.nnodes, source=str(path))
 
     def describe(self, ctx: StageContext) -> list[str]:
+        if ctx.spec.name == "warmup":
+            return [
+                "# format warm-up: a short HF fine-tune of the base model (verl_ext.local.warmup), cached; no verl"
+            ]
         return [f"# {c.description}\n{c.render()}" for c in self.commands(ctx, planning=True)]
 
     def check_machine(self, ctx: StageContext) -> None:
@@ -94,8 +113,32 @@ class VerlBackend:
 
     # -- Backend interface -------------------------------------------------------------------------
     def train_questioner(self, ctx: StageContext) -> dict:
-        self._run(ctx)
+        with self._served_reasoner(ctx):
+            self._run(ctx)
         return {"batch": self.batch_fit(ctx).as_summary(), "dataset": dataset_screening(ctx.spec.log_path)}
+
+    @contextlib.contextmanager
+    def _served_reasoner(self, ctx: StageContext):
+        """With `reasoner_endpoint: testkit:serve`, S_{t-1} behind an OpenAI-compatible server for this stage."""
+        if ctx.recipe.questioner.reasoner_endpoint != SERVE_ENDPOINT:
+            yield
+            return
+        from verl_ext.inference.openai_server import serve_model
+
+        model = resolve_model(ctx.input("reasoner_model"))
+        with serve_model(model) as url:
+            ctx.log(f"[evolve] {ctx.spec.key}: frozen reasoner {model} served at {url}")
+            self.reasoner_url = url
+            try:
+                yield
+            finally:
+                self.reasoner_url = None
+
+    def format_warmup(self, ctx: StageContext) -> dict:
+        """The HF format warm-up of the local backend (an SFT of the base model; no verl stage involved)."""
+        from .local_backend import LocalBackend
+
+        return LocalBackend().format_warmup(ctx)
 
     def train_reasoner(self, ctx: StageContext) -> dict:
         self._run(ctx)
@@ -114,6 +157,11 @@ class VerlBackend:
         self._run(ctx)
         _drop_shards(ctx)
         return _summary_of(ctx.out("labels"))
+
+
+def _with_env(cmd: Command, env: dict[str, str]) -> Command:
+    cmd.env.update(env)
+    return cmd
 
 
 def _drop_shards(ctx: StageContext) -> None:

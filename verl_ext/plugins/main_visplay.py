@@ -9,6 +9,7 @@ only when a run starts, so `--cfg job` prints the composed config in a couple of
 from __future__ import annotations
 
 import functools
+import os
 
 import hydra
 from omegaconf import DictConfig
@@ -59,6 +60,13 @@ def check_config(config: DictConfig) -> None:
         raise ValueError(
             "reward.reward_model.enable_resource_pool=true needs reward.reward_model.rollout.free_cache_engine=false"
         )
+    if not reward_model.enable and reward_model.enable_resource_pool:
+        # verl 0.9.1 reserves the reward pool whenever enable_resource_pool is set (trainer_base.py:823), even
+        # with no reward model to put there: the run would wait for GPUs nothing uses.
+        raise ValueError(
+            "reward.reward_model.enable=false (an external reasoner) with enable_resource_pool=true would reserve "
+            "GPUs for a reward model verl never starts: set reward.reward_model.enable_resource_pool=false"
+        )
     if not reward_model.enable and not (visplay.get("reasoner") or {}).get("base_url"):
         raise ValueError(
             "no frozen reasoner: set reward.reward_model.enable=true (verl hosts it) or visplay.reasoner.base_url"
@@ -72,8 +80,21 @@ def check_config(config: DictConfig) -> None:
         raise ValueError("algorithm.filter_groups would filter on rewards before the repetition penalty is applied")
 
 
+PLUGIN_MODULE = "verl_ext.plugins.verl_fixes"
+
+
+def export_plugin_module(environ=os.environ) -> None:
+    """List VisPlay's verl plugin in VERL_USE_EXTERNAL_MODULES, so every process of the run (Ray workers inherit
+    this environment) imports it with verl even where the installed metadata lacks the `verl.plugins` entry point
+    (an editable install made before it existed)."""
+    modules = [m for m in environ.get("VERL_USE_EXTERNAL_MODULES", "").split(",") if m]
+    if PLUGIN_MODULE not in modules:
+        environ["VERL_USE_EXTERNAL_MODULES"] = ",".join([PLUGIN_MODULE, *modules])
+
+
 @hydra.main(config_path="config", config_name="questioner", version_base=None)
 def main(config: DictConfig) -> None:
+    export_plugin_module()
     import ray
     from verl.trainer.main_ppo import run_ppo
     from verl.trainer.ppo.utils import need_critic, need_reference_policy

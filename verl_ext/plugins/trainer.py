@@ -129,6 +129,10 @@ def _metrics(infos, valid, failed, confidence, penalties, rewards) -> dict[str, 
         f"{m}/reward/mean": float(np.mean(rewards)),
         f"{m}/reward/min": float(np.min(rewards)),
         f"{m}/reward/max": float(np.max(rewards)),
+        # the same rewards without the repetition penalty (failed reasoner calls still 0): what the penalty took away
+        f"{m}/reward/before_penalty_mean": float(
+            np.mean([0.0 if f else _number(i.get("vp_uncertainty")) for i, f in zip(infos, failed, strict=True)])
+        ),
         f"{m}/reasoner/failed": float(sum(failed)),
         f"{m}/empty_response_share": float(np.mean([_flag(i.get("vp_empty_response", 0.0)) for i in infos])),
         f"{m}/image_missing": float(sum(_flag(i.get("vp_image_missing", 0.0)) for i in infos)),

@@ -1,3 +1,2 @@
-"""Test support, imported only by tests and test tools, never by the product: an OpenAI-compatible chat server over a
-local HF model (the frozen reasoner of plugin tests), and execution targets for running verl's trainer without GPUs.
-"""
+"""Test support, imported only by tests and test tools, never by the product: execution targets that drive real
+third-party code (verl's trainer) on CPU (`verl_cpu/`)."""

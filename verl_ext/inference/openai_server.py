@@ -1,7 +1,7 @@
 """A small OpenAI-compatible chat-completions server around a local Hugging Face model, for tests.
 
 Code that talks to a reasoner endpoint (vLLM in production) is tested against `serve_model(path)`: real `generate`
-output, loopback only, an ephemeral port, a background thread. `python -m verl_ext.testing.openai_server` serves it.
+output, loopback only, an ephemeral port, a background thread. `python -m verl_ext.inference.openai_server` serves it.
 """
 
 from __future__ import annotations

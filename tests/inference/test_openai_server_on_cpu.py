@@ -132,7 +132,7 @@ def test_unknown_paths_get_404_and_wrong_methods_405(tiny_vlm_server):
 
 @pytest.mark.parametrize("host", ["192.0.2.1", "198.51.100.7"])  # documentation addresses: any non-loopback host
 def test_only_loopback_hosts(host):
-    from verl_ext.testing.openai_server import OpenAIChatServer
+    from verl_ext.inference.openai_server import OpenAIChatServer
 
     with pytest.raises(ValueError, match="loopback"):
         OpenAIChatServer("/nonexistent", host=host)

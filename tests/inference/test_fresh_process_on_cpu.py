@@ -1,5 +1,5 @@
 """A brand-new interpreter: the .pth-armed torchvision shim lets it build the tiny VLM's processor, and the server CLI
-(`python -m verl_ext.testing.openai_server`) prints its URL and serves. One subprocess for both: imports cost ~8 s."""
+(`python -m verl_ext.inference.openai_server`) prints its URL and serves. One subprocess for both (imports: ~8 s)."""
 
 from __future__ import annotations
 
@@ -22,7 +22,7 @@ CHILD = textwrap.dedent(
     processor = AutoProcessor.from_pretrained(sys.argv[1])
     print("PROCESSOR", type(processor).__name__, type(processor.video_processor).__name__, flush=True)
 
-    from verl_ext.testing.openai_server import main
+    from verl_ext.inference.openai_server import main
 
     sys.exit(main(["--model-path", sys.argv[1], "--port", "0"]))
     """
