@@ -44,7 +44,7 @@ def _f(default=dataclasses.MISSING, *, key: str | None = None, **checks):
 
 
 # --------------------------------------------------------------------------------------------------
-# Schema. Defaults are the paper's reference run (Qwen2.5-VL-7B, 8 GPUs); see /work/shared/VISPLAY.md.
+# Schema. Defaults are the paper's reference run (Qwen2.5-VL-7B, 8 GPUs); see docs/method.md.
 # --------------------------------------------------------------------------------------------------
 
 
