@@ -1,10 +1,12 @@
 """The `visplay` command (also `python -m verl_ext`), the application layer above the loop, evaluation and reports:
 
     visplay evolve --recipe recipes/X.yaml [--run-dir DIR] [--dry-run] [--force-from T:STAGE]
+    visplay status RUN_DIR
     visplay eval ... | visplay report ... | visplay world ...   (the same as python -m verl_ext.eval|report|world)
 
 `evolve` runs (or resumes) a VisPlay evolution run described by a YAML recipe and refreshes its HTML report as it goes;
-`--dry-run` prints every stage's command.
+`--dry-run` prints every stage's command and the verdict of every check a real run makes before it starts.
+The Makefile's targets call these commands (`make evolve` = `visplay evolve --recipe recipes/$(MODEL).yaml`).
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from verl_ext.evolve.loop import MissingOutputError, StaleStageError, default_ru
 from verl_ext.evolve.manifest import RunLockedError
 from verl_ext.evolve.recipe import RecipeError, load_recipe
 from verl_ext.evolve.stages import ALL_STAGES
+from verl_ext.evolve.status import format_status
 from verl_ext.report.live import report_refresher
 
 # `visplay NAME ...` for the other applications: their own `main(argv)`, imported only when asked for.
@@ -25,6 +28,17 @@ APPLICATIONS = {
     "eval": "verl_ext.eval.__main__",
     "report": "verl_ext.report.__main__",
     "world": "verl_ext.world.__main__",
+    # Checks a machine before a GPU run (drivers, engines, disk, model access): its module is added separately; until
+    # then `visplay preflight` says so.
+    "preflight": "verl_ext.preflight.__main__",
+}
+COMMANDS = {
+    "evolve": "run or resume the evolution loop of a recipe (make evolve)",
+    "status": "the stage table of a run directory: state, tries, time, summary (make status)",
+    "eval": "benchmarks x checkpoints table of a run or of models (make eval)",
+    "report": "the run's self-contained HTML report (make report)",
+    "world": "the controlled-world experiment (make world)",
+    "preflight": "check this machine before a real run",
 }
 
 
@@ -34,13 +48,14 @@ def build_parser() -> argparse.ArgumentParser:
         description="VisPlay self-evolution loop: questioner -> merge -> generate -> pseudo_label -> filter -> "
         "reasoner -> merge, for t = 1..T, resumable at the first unfinished stage.",
     )
-    p.add_argument("--recipe", required=True, help="YAML recipe, e.g. recipes/qwen2.5-vl-7b.yaml")
+    p.add_argument("--recipe", required=True, help="YAML recipe, e.g. recipes/qwen2.5-vl-7b.yaml (make: MODEL=...)")
     p.add_argument("--run-dir", help="run directory (default: <storage.root>/<name> from the recipe)")
     p.add_argument("--dry-run", action="store_true", help="print every stage's resolved command; run nothing")
     p.add_argument(
         "--force-from",
         metavar="T:STAGE",
-        help=f"redo this stage and every later one (stages: {', '.join(ALL_STAGES)}; e.g. 2:filter, images)",
+        help=f"redo this stage and every later one (stages: {', '.join(ALL_STAGES)}; e.g. 2:filter, images); "
+        "with make: make evolve EVOLVE_ARGS='--force-from 2:filter'",
     )
     p.add_argument("--stop-after", metavar="T:STAGE", help="stop once this stage is done")
     p.add_argument(
@@ -49,13 +64,20 @@ def build_parser() -> argparse.ArgumentParser:
         action="append",
         default=[],
         metavar="KEY=VALUE",
-        help="override a recipe key (repeatable), e.g. --set questioner.m=8 --set iterations=2",
+        help="override a recipe key (repeatable), e.g. --set questioner.m=8 --set iterations=2; "
+        "with make: make evolve EVOLVE_ARGS='--set iterations=2'",
     )
     return p
 
 
 def evolve(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    if not Path(args.recipe).is_file():
+        folder = Path(args.recipe).parent
+        known = sorted(p.stem for p in folder.glob("*.yaml")) if folder.is_dir() else []
+        hint = f"; recipes in {folder}/: {', '.join(known)} (make evolve MODEL=<one of them>)" if known else ""
+        print(f"error: recipe file not found: {args.recipe}{hint}", file=sys.stderr)
+        return 2
     try:
         recipe = load_recipe(args.recipe, overrides=args.overrides)
     except RecipeError as exc:
@@ -78,18 +100,55 @@ def evolve(argv: list[str] | None = None) -> int:
     return 0
 
 
+def status(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="visplay status", description=COMMANDS["status"])
+    p.add_argument("run", metavar="RUN_DIR", help="an evolution run directory, e.g. runs/tiny")
+    args = p.parse_args(argv)
+    try:
+        print(format_status(args.run))
+    except FileNotFoundError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    return 0
+
+
+def usage() -> str:
+    width = max(map(len, COMMANDS))
+    lines = [
+        f"usage: visplay {{{','.join(COMMANDS)}}} ...",
+        "",
+        "VisPlay (arXiv 2511.15661): self-evolving vision-language models from unlabeled images, on verl.",
+        "",
+        "commands:",
+        *(f"  {name.ljust(width)}  {text}" for name, text in COMMANDS.items()),
+        "",
+        "visplay COMMAND --help shows a command's options. The Makefile's targets run these commands;",
+        "the method, its symbols and every recipe key: docs/method.md.",
+    ]
+    return "\n".join(lines)
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
-    commands = ["evolve", *APPLICATIONS]
-    if not argv or argv[0] in ("-h", "--help") or argv[0] not in commands:
-        print(
-            f"usage: visplay {{{','.join(commands)}}} ...  (visplay COMMAND --help for its options)", file=sys.stderr
-        )
-        return 0 if argv and argv[0] in ("-h", "--help") else 2
+    if not argv or argv[0] in ("-h", "--help", "help"):
+        print(usage())
+        return 0 if argv else 2
     command, rest = argv[0], argv[1:]
+    if command not in COMMANDS:
+        print(f"visplay: unknown command {command!r}\n\n{usage()}", file=sys.stderr)
+        return 2
     if command == "evolve":
         return evolve(rest)
-    return importlib.import_module(APPLICATIONS[command]).main(rest)
+    if command == "status":
+        return status(rest)
+    try:
+        module = importlib.import_module(APPLICATIONS[command])
+    except ModuleNotFoundError as exc:
+        if exc.name is None or not APPLICATIONS[command].startswith(exc.name):
+            raise
+        print(f"visplay {command}: not part of this version yet", file=sys.stderr)
+        return 2
+    return module.main(rest)
 
 
 if __name__ == "__main__":
