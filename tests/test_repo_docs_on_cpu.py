@@ -1,5 +1,5 @@
 """The repository documents itself: docs/method.md exists and defines every recipe key; nothing points at a document
-outside the repository."""
+outside the repository; the install's constraints carry no local version labels."""
 
 from __future__ import annotations
 
@@ -64,3 +64,19 @@ def test_method_doc_defines_every_recipe_key():
         if not any(any(p in line for p in prefixes) and word.search(line) for line in lines if line.startswith("|")):
             missing.append(key)
     assert not missing, f"docs/method.md has no table row for these recipe keys: {missing}"
+
+
+def test_cpu_constraints_resolve_on_pypi():
+    """A local version label (`torch==2.13.0+cpu`) exists on no index but PyTorch's own: pip on a machine that
+    reaches only PyPI fails with ResolutionImpossible. The CPU wheel index is opt-in: make install TORCH_INDEX=...
+    (constraints/resolve.sh, run by CI, proves the whole resolution against PyPI alone)."""
+    pins = {}
+    for line in (ROOT / "constraints" / "cpu.txt").read_text().splitlines():
+        line = line.split("#", 1)[0].strip()
+        if line:
+            name, _, version = line.partition("==")
+            assert version, f"constraints/cpu.txt: {line!r} is not pinned with =="
+            pins[name.lower()] = version
+    labelled = {name: v for name, v in pins.items() if "+" in v}
+    assert not labelled, f"constraints/cpu.txt pins local versions that PyPI does not have: {labelled}"
+    assert "torch" in pins and "torchvision" in pins
