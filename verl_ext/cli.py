@@ -16,6 +16,7 @@ import importlib
 import sys
 from pathlib import Path
 
+from verl_ext.evolve.checks import failures, run_checks
 from verl_ext.evolve.loop import MissingOutputError, StaleStageError, default_run_dir, dry_run, run_evolution
 from verl_ext.evolve.manifest import RunLockedError
 from verl_ext.evolve.recipe import RecipeError, load_recipe
@@ -85,8 +86,14 @@ def evolve(argv: list[str] | None = None) -> int:
         return 2
     run_dir = Path(args.run_dir) if args.run_dir else default_run_dir(recipe)
     if args.dry_run:
-        dry_run(recipe, run_dir)
-        return 0
+        checks = dry_run(recipe, run_dir, force_from=args.force_from)
+        return 1 if failures(checks) else 0
+    failed = failures(run_checks(recipe, run_dir, force_from=args.force_from))
+    if failed:
+        print("error: the run cannot start:", file=sys.stderr)
+        for check in failed:
+            print(f"  {check.line()}", file=sys.stderr)
+        return 2
     try:
         run_evolution(
             recipe, run_dir, force_from=args.force_from, stop_after=args.stop_after, after_stage=report_refresher()

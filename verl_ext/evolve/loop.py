@@ -22,6 +22,7 @@ import yaml
 from verl_ext.atomic_io import atomic_write_json, atomic_write_text
 
 from .backend import Backend, StageContext, get_backend
+from .checks import Check, failures, run_checks
 from .filter_stage import run_filter, write_run_stats
 from .images import prepare_images
 from .manifest import DONE, STAGE_MARKER, Manifest, diff_configs, run_lock
@@ -118,13 +119,13 @@ def check_consistency(plan: list[StageSpec], manifest: Manifest) -> None:
             raise StaleStageError(
                 f"stage {spec.key} finished with config hash {rec['config_hash']}, but the recipe now gives "
                 f"{spec.config_hash}. Changed:\n    {shown}\n"
-                f"Either restore the recipe, use a new --run-dir, or redo this stage and everything after it with "
-                f"--force-from {spec.key}"
+                f"Either restore the recipe, use a new run dir (RUN_DIR=), or redo this stage and everything after "
+                f"it: make evolve EVOLVE_ARGS='--force-from {spec.key}' (visplay evolve ... --force-from {spec.key})"
             )
         if not rec.get("pruned") and not spec.output_dir.exists():
             raise MissingOutputError(
-                f"stage {spec.key} is recorded as done but its output {spec.output_dir} is gone; "
-                f"redo it with --force-from {spec.key}"
+                f"stage {spec.key} is recorded as done but its output {spec.output_dir} is gone; redo it: "
+                f"make evolve EVOLVE_ARGS='--force-from {spec.key}' (visplay evolve ... --force-from {spec.key})"
             )
 
 
@@ -278,11 +279,19 @@ def _refresh_run_stats(plan: list[StageSpec], run_dir: Path) -> None:
 # --------------------------------------------------------------------------------------------------
 
 
-def dry_run(recipe: Recipe, run_dir: str | Path, backend: Backend | None = None, out: TextIO | None = None) -> None:
-    """Print the resolved recipe and every stage's command(s), touching nothing on disk."""
+def dry_run(
+    recipe: Recipe,
+    run_dir: str | Path,
+    backend: Backend | None = None,
+    out: TextIO | None = None,
+    force_from: str | None = None,
+) -> list[Check]:
+    """Print the resolved recipe, the verdict of every check a real run makes before it starts, and every stage's
+    command(s), touching nothing on disk. Returns the checks (a FAIL is what a real run would stop on)."""
     out = out if out is not None else sys.stdout
     run_dir = Path(run_dir).resolve()
     plan = build_plan(recipe, run_dir)
+    checks = run_checks(recipe, run_dir, force_from=force_from)
     if backend is None:
         try:
             backend = get_backend(recipe.backend)
@@ -294,6 +303,9 @@ def dry_run(recipe: Recipe, run_dir: str | Path, backend: Backend | None = None,
     w("# resolved recipe:\n")
     for line in yaml.safe_dump(recipe.to_dict(), sort_keys=False).splitlines():
         w(f"#   {line}\n")
+    w("# checks a real run makes before it starts:\n")
+    for check in checks:
+        w(f"#   {check.line()}\n")
     for spec in plan:
         state = manifest.state(spec.key) if manifest else "pending"
         w(f"\n## [{spec.key}] state={state} config_hash={spec.config_hash}\n")
@@ -301,7 +313,12 @@ def dry_run(recipe: Recipe, run_dir: str | Path, backend: Backend | None = None,
         ctx = StageContext(recipe=recipe, spec=spec, run_dir=run_dir, log=lambda _m: None)
         for line in describe_stage(spec, ctx, backend):
             w(line.rstrip("\n") + "\n")
+    failed = failures(checks)
+    w("\n# verdict: " + (f"a real run would stop: {len(failed)} check(s) failed\n" if failed else "ready to run\n"))
+    for check in failed:
+        w(f"#   {check.line()}\n")
     out.flush()
+    return checks
 
 
 def describe_stage(spec: StageSpec, ctx: StageContext, backend: Backend | None) -> list[str]:
