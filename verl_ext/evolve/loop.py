@@ -228,7 +228,6 @@ def execute_stage(spec: StageSpec, ctx: StageContext, backend: Backend) -> dict 
             recipe.stats,
             iteration=spec.iteration,
             seed=ctx.seed(),
-            previous_labels_path=spec.inputs.get("previous_labels"),
             lam=recipe.questioner.lam,
             cluster_threshold=recipe.questioner.cluster_threshold,
         )
