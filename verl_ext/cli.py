@@ -104,6 +104,9 @@ def evolve(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("interrupted; re-run the same command to resume", file=sys.stderr)
         return 130
+    report = run_dir / "report.html"
+    if report.is_file():
+        print(f"[evolve] report: {report.resolve()} (make eval adds the benchmarks; make status: the stage table)")
     return 0
 
 

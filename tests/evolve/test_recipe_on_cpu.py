@@ -134,3 +134,16 @@ def test_partial_sections_keep_role_defaults():
     r = parse_recipe(data, env={})
     assert r.reasoner.grpo.max_response_length == 4096  # the reasoner's own default, not the questioner's 2048
     assert parse_recipe(_tiny_data(), overrides=["questioner.grpo.lr=1e-6"], env={}).questioner.grpo.lr == 1e-6
+
+
+def test_a_bad_set_override_is_named_as_the_option_not_the_file():
+    with pytest.raises(RecipeError) as exc:
+        parse_recipe(_tiny_data(), overrides=["questioner.lamda=2"], source="recipes/tiny.yaml")
+    text = str(exc.value)
+    assert text.startswith("invalid --set override for recipe ")
+    assert "questioner.lamda: unknown key (did you mean 'lambda'?) (from --set questioner.lamda=2)" in text
+    data = _tiny_data()
+    data["questioner"]["lamda"] = 0.5  # in the file itself: the file is named
+    with pytest.raises(RecipeError) as exc:
+        parse_recipe(data, overrides=["iterations=2"], source="x.yaml")
+    assert str(exc.value).startswith("invalid recipe x.yaml") and "(from --set" not in str(exc.value)

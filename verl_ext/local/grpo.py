@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import copy
 import json
+import logging
 import re
 import shutil
 import time
@@ -126,6 +127,17 @@ def _log_callback(out_dir: Path, log: Callable[[str], None], role: str):
     return LogCallback()
 
 
+class _DropTokenAlignmentNotice(logging.Filter):
+    """transformers' Trainer aligns the model's PAD/BOS/EOS with the tokenizer and warns each time a trainer is built
+    (four times per tiny run); run_grpo restores the saved model's own generation config, so the notice is noise."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "new PAD/BOS/EOS tokens" not in record.getMessage()
+
+
+_TOKEN_NOTICE = _DropTokenAlignmentNotice()
+
+
 def _trainer_class():
     from trl import GRPOTrainer
 
@@ -185,6 +197,7 @@ def run_grpo(
         suppress_tokens=suppressed_token_ids(processor.tokenizer),
         run_name=f"{role}-{out_dir.parent.name}",
     )
+    logging.getLogger("transformers.trainer_utils").addFilter(_TOKEN_NOTICE)  # a set: added once
     trainer = _trainer_class()(
         model=model, reward_funcs=reward_funcs, args=args, train_dataset=dataset, processing_class=processor
     )

@@ -411,7 +411,8 @@ accuracy.</p>{% endif %}
 <h2 id="benchmarks">Benchmarks</h2>
 {% if table %}
 <table id="benchmark-table"><tr><th class="l">benchmark</th><th class="l">scorer</th>
-{% for lab in table.labels %}<th>{{ lab }}{% if lab == table.base %} (base){% endif %}</th>{% endfor %}</tr>
+{% for lab in table.labels %}<th>{{ lab }}{% if lab == table.base and lab != "base" %} (base){% endif %}</th>
+{% endfor %}</tr>
 {% for r in table.rows %}<tr class="{{ 'avg' if r.avg else '' }}"><td class="l">{{ r.title }}</td><td class="l">
 {{ r.scorer }}</td>{% for c in r.cells %}<td title="{{ c.title }}">{{ c.text }}{% if c.delta is not none %}
 <span class="{{ 'up' if c.delta > 0 else ('down' if c.delta < 0 else '') }}">({{ '%+.1f' % c.delta }})</span>
