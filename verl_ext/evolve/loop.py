@@ -8,12 +8,15 @@ that changed, unless `force_from` names where to redo from.
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
 import shutil
 import sys
+import threading
 import time
 import traceback
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import TextIO
 
@@ -183,15 +186,16 @@ def _run_stage(spec: StageSpec, recipe: Recipe, run_dir: Path, backend: Backend,
     )
     log(f"[evolve] {spec.key}: start{' (resuming its work dir)' if resumed else ''} -> {spec.output_dir}")
     started = time.monotonic()
-    ctx = StageContext(recipe=recipe, spec=spec, run_dir=run_dir, log=log)
     try:
-        summary = execute_stage(spec, ctx, backend) or {}
+        with _heartbeat(spec.key, log) as stage_log:
+            ctx = StageContext(recipe=recipe, spec=spec, run_dir=run_dir, log=stage_log)
+            summary = execute_stage(spec, ctx, backend) or {}
         for name in spec.outputs:
             if not spec.work_path(name).exists():
                 raise MissingOutputError(f"stage {spec.key}: the backend did not write {spec.work_path(name)}")
     except BaseException as exc:  # KeyboardInterrupt included: record it, then let it end the run
         manifest.fail(spec.key, "".join(traceback.format_exception(exc)))
-        log(f"[evolve] {spec.key}: failed ({type(exc).__name__}: {exc}); re-run to resume")
+        log(f"[evolve] {spec.key}: failed ({type(exc).__name__}: {exc}); fix the cause, then re-run to resume")
         raise
     seconds = round(time.monotonic() - started, 3)
     marker = {
@@ -209,9 +213,48 @@ def _run_stage(spec: StageSpec, recipe: Recipe, run_dir: Path, backend: Backend,
     spec.output_dir.parent.mkdir(parents=True, exist_ok=True)
     spec.work_dir.rename(spec.output_dir)  # commit point
     manifest.finish(spec.key, summary={**summary, "files": len(marker["files"])}, started_monotonic=started)
-    log(f"[evolve] {spec.key}: done in {seconds:.1f}s {json.dumps(summary, default=str)[:300]}")
+    log(f"[evolve] {spec.key}: done in {seconds:.1f}s -> {spec.output_dir} {json.dumps(summary, default=str)[:300]}")
     if spec.name.endswith("_merge") and not recipe.storage.keep_checkpoints:
         _prune_checkpoint(spec, manifest, log)
+
+
+def heartbeat_seconds() -> float:
+    try:
+        return float(os.environ.get("VISPLAY_HEARTBEAT", "10"))
+    except ValueError:
+        return 10.0
+
+
+@contextlib.contextmanager
+def _heartbeat(key: str, log: Callable[[str], None]) -> Iterator[Callable[[str], None]]:
+    """A stage's log function; while the stage has logged nothing for VISPLAY_HEARTBEAT seconds (default 10; 0 = off),
+    a `still running` line says which stage is working and for how long, so a long step is never silent."""
+    every = heartbeat_seconds()
+    last = [time.monotonic()]
+    started = last[0]
+
+    def stage_log(message: str) -> None:
+        last[0] = time.monotonic()
+        log(message)
+
+    if every <= 0:
+        yield stage_log
+        return
+    stop = threading.Event()
+
+    def beat() -> None:
+        while not stop.wait(min(every, 1.0)):
+            now = time.monotonic()
+            if now - last[0] >= every:
+                stage_log(f"[evolve] {key}: still running ({now - started:.0f} s)")
+
+    thread = threading.Thread(target=beat, name=f"heartbeat-{key}", daemon=True)
+    thread.start()
+    try:
+        yield stage_log
+    finally:
+        stop.set()
+        thread.join()
 
 
 def execute_stage(spec: StageSpec, ctx: StageContext, backend: Backend) -> dict | None:
