@@ -49,30 +49,13 @@ def load_processor(path: str | os.PathLike, min_pixels: int | None = None, max_p
     return AutoProcessor.from_pretrained(str(path), **extra, **kwargs)
 
 
-@contextlib.contextmanager
-def no_progress_bars() -> Iterator[None]:
-    """Without transformers' per-file progress bars (instant for the small models of the local backend: noise)."""
-    from transformers.utils import logging as hf_logging
-
-    was_enabled = hf_logging.is_progress_bar_enabled()
-    hf_logging.disable_progress_bar()
-    try:
-        yield
-    finally:
-        if was_enabled:
-            hf_logging.enable_progress_bar()
-
-
 def load_model(path: str | os.PathLike, trust_remote_code: bool = False, train: bool = False):
     """A float32 (CPU) or bfloat16 (GPU) image-text-to-text model, in eval mode unless `train`."""
     import torch
     from transformers import AutoModelForImageTextToText
 
     dtype = torch.bfloat16 if torch.cuda.is_available() else torch.float32
-    with no_progress_bars():
-        model = AutoModelForImageTextToText.from_pretrained(
-            str(path), dtype=dtype, trust_remote_code=trust_remote_code
-        )
+    model = AutoModelForImageTextToText.from_pretrained(str(path), dtype=dtype, trust_remote_code=trust_remote_code)
     configure_threads(sum(p.numel() for p in model.parameters()))
     model.to(device())
     return model.train(train)
@@ -116,8 +99,7 @@ def save_model_dir(model, processor, out_dir: str | os.PathLike) -> Path:
     """Write an HF model dir that loads with from_pretrained / AutoProcessor: weights, configs, processor, template."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    with no_progress_bars():
-        model.save_pretrained(out, safe_serialization=True)
+    model.save_pretrained(out, safe_serialization=True)
     processor.save_pretrained(out)
     template = getattr(processor, "chat_template", None)
     if template and not (out / "chat_template.jinja").exists():  # the file every transformers version reads
