@@ -65,7 +65,7 @@ install-gpu:
 	$(PYTHON) -m verl_ext.compat.torchvision_shim install
 
 test:
-	$(PYTHON) -m pytest tests $(PYTEST_ARGS)
+	$(PYTHON) -m pytest $(strip tests $(PYTEST_ARGS))
 
 bench:
 	$(PYTHON) benchmarks/bench_repetition_penalty.py
@@ -90,13 +90,13 @@ eval:
 	$(VISPLAY) eval $(EVAL_FLAGS)
 
 report:
-	$(VISPLAY) report --run $(DEFAULT_RUN) $(REPORT_ARGS)
+	$(VISPLAY) report $(strip --run $(DEFAULT_RUN) $(REPORT_ARGS))
 
 status:
 	$(VISPLAY) status $(DEFAULT_RUN)
 
 world:
-	$(VISPLAY) world --seeds 3 --iterations 3 --jobs 3 --out $(WORLD_OUT) $(WORLD_ARGS)
+	$(VISPLAY) world $(strip --seeds 3 --iterations 3 --jobs 3 --out $(WORLD_OUT) $(WORLD_ARGS))
 
 clean:
 	rm -rf build dist *.egg-info .pytest_cache .ruff_cache
