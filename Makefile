@@ -11,6 +11,7 @@ CPU_CONSTRAINTS ?= constraints/cpu.txt
 TORCH_INDEX ?=
 VISPLAY ?= $(PYTHON) -m verl_ext
 PYTEST_ARGS ?=
+TESTS ?= tests
 MODEL ?= tiny
 DRY_RUN ?=
 RUN_DIR ?=
@@ -35,7 +36,7 @@ help:
 	@echo "make install      creates .venv, installs the locked CPU set from PyPI [TORCH_INDEX=<PyTorch CPU index>]"
 	@echo "make install-gpu  GPU install (adds vllm, flash-attn; keeps the machine's CUDA torch)"
 	@echo "                  every target uses .venv/bin/python; PYTHON=/path/to/python overrides it"
-	@echo "make test         CPU test suite (tests/**/test_*_on_cpu.py)"
+	@echo "make test [TESTS=tests/evolve] [PYTEST_ARGS=-x]  CPU test suite (tests/**/test_*_on_cpu.py)"
 	@echo "make bench        speed benchmarks (tables with side-by-side ratios); bench-quick for a smoke"
 	@echo "make quality      ruff check + format check; make style to fix"
 	@echo "make evolve [MODEL=qwen2.5-vl-7b] [DRY_RUN=1] [RUN_DIR=...]  run/resume the evolution loop (default: tiny, CPU)"
@@ -65,7 +66,7 @@ install-gpu:
 	$(PYTHON) -m verl_ext.compat.torchvision_shim install
 
 test:
-	$(PYTHON) -m pytest $(strip tests $(PYTEST_ARGS))
+	$(PYTHON) -m pytest $(strip $(TESTS) $(PYTEST_ARGS))
 
 bench:
 	$(PYTHON) benchmarks/bench_repetition_penalty.py
