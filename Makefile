@@ -1,8 +1,17 @@
 # visplay: one Makefile for install, tests, benchmarks, lint and the evolution loop.
-PYTHON ?= python3
+# `make install` creates ./.venv (VENV=) with BOOTSTRAP_PYTHON and every target uses it; PYTHON= overrides that
+# (e.g. PYTHON=python3 for the current environment).
+VENV ?= .venv
+BOOTSTRAP_PYTHON ?= python3
+PYTHON ?= $(VENV)/bin/python
 PIP ?= $(PYTHON) -m pip
 CPU_CONSTRAINTS ?= constraints/cpu.txt
+# Optional: a PyTorch wheel index, e.g. https://download.pytorch.org/whl/cpu for the small CPU-only torch. Empty =
+# PyPI alone (its torch==2.13.0 is the CUDA build, which runs on CPU too).
+TORCH_INDEX ?=
+VISPLAY ?= $(PYTHON) -m verl_ext
 PYTEST_ARGS ?=
+TESTS ?= tests
 MODEL ?= tiny
 DRY_RUN ?=
 RUN_DIR ?=
@@ -15,23 +24,41 @@ WORLD_ARGS ?=
 # eval/report read the run `make evolve MODEL=<recipe>` wrote (<storage.root>/<name>) unless RUN= (or RUN_DIR=) names
 # one; a MODEL with a '/' (a path or a hub name) is evaluated as a single checkpoint.
 DEFAULT_RUN = $(or $(RUN),$(RUN_DIR),$(or $(VISPLAY_RUNS),runs)/$(MODEL))
+# One-line commands (make echoes them as they run).
+EVOLVE_FLAGS = $(strip --recipe recipes/$(MODEL).yaml $(if $(RUN_DIR),--run-dir $(RUN_DIR)) \
+	$(if $(filter 1 true yes,$(DRY_RUN)),--dry-run) $(EVOLVE_ARGS))
+EVAL_FLAGS = $(strip $(if $(or $(RUN),$(RUN_DIR)),--run $(DEFAULT_RUN),$(if $(findstring /,$(MODEL)),--model $(MODEL),\
+	--run $(DEFAULT_RUN))) $(EVAL_ARGS))
 
-.PHONY: help install install-gpu preflight test bench bench-quick quality style evolve eval report world clean
+.PHONY: help install install-gpu python-ready preflight test bench bench-quick quality style evolve eval report status world clean
 
 help:
-	@echo "make install      CPU install (pins the CPU torch) + test tools + the torchvision shim"
+	@echo "make install      creates .venv, installs the locked CPU set from PyPI [TORCH_INDEX=<PyTorch CPU index>]"
 	@echo "make install-gpu  GPU install: vllm + torch + transformers as verl pins them, then flash-attn"
+	@echo "                  every target uses .venv/bin/python; PYTHON=/path/to/python overrides it"
 	@echo "make preflight MODEL=qwen2.5-vl-7b  check GPUs, packages, loggers, images, RAM, disk, model: one table"
-	@echo "make test         CPU test suite (tests/**/test_*_on_cpu.py)"
+	@echo "make test [TESTS=tests/evolve] [PYTEST_ARGS=-x]  CPU test suite (tests/**/test_*_on_cpu.py)"
 	@echo "make bench        speed benchmarks (tables with side-by-side ratios); bench-quick for a smoke"
 	@echo "make quality      ruff check + format check; make style to fix"
 	@echo "make evolve [MODEL=qwen2.5-vl-7b] [DRY_RUN=1] [RUN_DIR=...]  run/resume the evolution loop (default: tiny, CPU)"
 	@echo "make eval [RUN=runs/tiny | MODEL=/path/to/checkpoint]  benchmarks x checkpoints table (markdown + CSV)"
 	@echo "make report [RUN=runs/tiny]  the run's static HTML report"
+	@echo "make status [RUN=runs/tiny]  the run's stage table (state, time, summary)"
 	@echo "make world [WORLD_OUT=runs/world]  the controlled-world experiment (3 seeds x T=3, ~30 min on 2 cores)"
 
+# The virtual environment, made on first install (only when PYTHON is its interpreter, the default).
+$(VENV)/bin/python:
+	$(BOOTSTRAP_PYTHON) -m venv $(VENV)
+install install-gpu: $(if $(filter $(VENV)/bin/python,$(PYTHON)),$(VENV)/bin/python)
+
+# Every other target stops early, naming the fix, when its environment has not been installed.
+preflight test bench bench-quick quality style evolve eval report status world: python-ready
+python-ready:
+	@command -v $(PYTHON) >/dev/null 2>&1 || { echo "make: $(PYTHON) not found: run 'make install' first" \
+		"(or pass PYTHON=/path/to/python)" >&2; exit 2; }
+
 install:
-	$(PIP) install -c $(CPU_CONSTRAINTS) torch==2.13.0
+	$(PIP) install $(strip -c $(CPU_CONSTRAINTS) $(if $(TORCH_INDEX),--extra-index-url $(TORCH_INDEX)) torch==2.13.0)
 	$(PIP) install -c $(CPU_CONSTRAINTS) -e ".[test]"
 	$(PYTHON) -m verl_ext.compat.torchvision_shim install
 
@@ -45,7 +72,7 @@ install-gpu:
 	$(PYTHON) -m verl_ext.compat.torchvision_shim install
 
 test:
-	$(PYTHON) -m pytest tests $(PYTEST_ARGS)
+	$(PYTHON) -m pytest $(strip $(TESTS) $(PYTEST_ARGS))
 
 bench:
 	$(PYTHON) benchmarks/bench_repetition_penalty.py
@@ -64,21 +91,22 @@ style:
 	$(PYTHON) -m ruff format verl_ext tests benchmarks
 
 preflight:
-	$(PYTHON) -m verl_ext preflight --recipe recipes/$(MODEL).yaml $(if $(RUN_DIR),--run-dir $(RUN_DIR)) $(EVOLVE_ARGS)
+	$(VISPLAY) preflight $(strip --recipe recipes/$(MODEL).yaml $(if $(RUN_DIR),--run-dir $(RUN_DIR)) $(EVOLVE_ARGS))
 
 evolve:
-	$(PYTHON) -m verl_ext evolve --recipe recipes/$(MODEL).yaml $(if $(RUN_DIR),--run-dir $(RUN_DIR)) \
-		$(if $(filter 1 true yes,$(DRY_RUN)),--dry-run) $(EVOLVE_ARGS)
+	$(VISPLAY) evolve $(EVOLVE_FLAGS)
 
 eval:
-	$(PYTHON) -m verl_ext.eval $(if $(or $(RUN),$(RUN_DIR)),--run $(DEFAULT_RUN),$(if $(findstring /,$(MODEL)),\
-		--model $(MODEL),--run $(DEFAULT_RUN))) $(EVAL_ARGS)
+	$(VISPLAY) eval $(EVAL_FLAGS)
 
 report:
-	$(PYTHON) -m verl_ext.report --run $(DEFAULT_RUN) $(REPORT_ARGS)
+	$(VISPLAY) report $(strip --run $(DEFAULT_RUN) $(REPORT_ARGS))
+
+status:
+	$(VISPLAY) status $(DEFAULT_RUN)
 
 world:
-	$(PYTHON) -m verl_ext.world --seeds 3 --iterations 3 --jobs 3 --out $(WORLD_OUT) $(WORLD_ARGS)
+	$(VISPLAY) world $(strip --seeds 3 --iterations 3 --jobs 3 --out $(WORLD_OUT) $(WORLD_ARGS))
 
 clean:
 	rm -rf build dist *.egg-info .pytest_cache .ruff_cache

@@ -16,6 +16,9 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
+# A test running longer than 10 s says so every 10 s (VISPLAY_TEST_HEARTBEAT), so `make test` is never silent.
+from verl_ext.testing.pytest_heartbeat import pytest_runtest_protocol  # noqa: F401
+
 # Tests never reach the hub: fail fast instead of waiting on a network that is not there.
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")

@@ -57,7 +57,7 @@ def test_eval_run_end_to_end_with_cache_and_judge(
 
     md = (out / "table.md").read_text()
     lines = [ln for ln in md.splitlines() if ln.startswith("|")]
-    assert lines[0] == "| benchmark | scorer | base (base) | iter_1 | iter_2 | items |"
+    assert lines[0] == "| benchmark | scorer | base | iter_1 | iter_2 | items |"  # not "base (base)"
     assert len(lines) == 2 + 8 + 1 and "**average (8 benchmarks)**" in lines[-1]
     assert "(+" in md or "(-" in md  # deltas to the base
     rows = list(csv.DictReader(open(out / "table.csv")))

@@ -6,6 +6,7 @@ import shlex
 from pathlib import Path
 
 import pytest
+from PIL import Image
 
 from verl_ext.cli import evolve as main
 from verl_ext.evolve import commands
@@ -20,11 +21,16 @@ REAL = {
 }
 
 
-def _dry_run(capsys, monkeypatch, name, run_dir, *extra):
-    for var in ("BASE_MODEL", "IMAGE_SOURCE", "IMAGE_PATH", "NNODES", "VISPLAY_RUNS"):
+def _dry_run(capsys, monkeypatch, name, run_dir, *extra, images=True, rc=0):
+    for var in ("BASE_MODEL", "IMAGE_SOURCE", "IMAGE_PATH", "NNODES", "VISPLAY_RUNS", "HF_HUB_OFFLINE"):
         monkeypatch.delenv(var, raising=False)
-    rc = main(["--recipe", str(ROOT / "recipes" / f"{name}.yaml"), "--run-dir", str(run_dir), "--dry-run", *extra])
-    assert rc == 0
+    if images:  # an image folder with one image, so the dry run's checks pass
+        folder = Path(run_dir).parent / "images"
+        folder.mkdir(parents=True, exist_ok=True)
+        Image.new("RGB", (8, 8)).save(folder / "a.png")
+        monkeypatch.setenv("IMAGE_PATH", str(folder))
+    args = ["--recipe", str(ROOT / "recipes" / f"{name}.yaml"), "--run-dir", str(run_dir), "--dry-run", *extra]
+    assert main(args) == rc
     return capsys.readouterr().out
 
 
@@ -168,3 +174,66 @@ def test_hydra_values_round_trip(value):
     parsed = OverridesParser.create().parse_overrides([commands._ov("k", value)])[0].value()
     assert (list(parsed) if isinstance(value, list) else parsed) == value
     assert type(parsed if not isinstance(value, list) else list(parsed)) is type(value)
+
+
+def _verdicts(out: str) -> dict[str, str]:
+    """`name -> verdict` of the dry run's check lines (`#   [FAIL] images (folder): ...`)."""
+    found = re.findall(r"^#   \[\s*(ok|warn|FAIL)\] ([^:]+):", out.split("\n## ")[0], flags=re.M)
+    return {name: verdict for verdict, name in found}
+
+
+def test_dry_run_reports_what_a_real_run_would_refuse(tmp_path, capsys, monkeypatch):
+    out = _dry_run(capsys, monkeypatch, "qwen2.5-vl-7b", tmp_path / "r", images=False, rc=1)
+    verdicts = _verdicts(out)
+    assert verdicts["images (folder)"] == "FAIL" and "IMAGE_PATH" in out
+    assert verdicts["base model"] in ("ok", "warn")  # a hub id: cached, or downloaded when first needed
+    assert "# verdict: a real run would stop: 1 check(s) failed" in out
+
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    (empty / "notes.txt").write_text("no images here")
+    monkeypatch.setenv("IMAGE_PATH", str(empty))
+    assert main(["--recipe", str(ROOT / "recipes/qwen2.5-vl-7b.yaml"), "--run-dir", str(tmp_path / "r"), "--dry-run"])
+    assert re.search(r"\[FAIL\] images \(folder\): .*has no images", capsys.readouterr().out)
+
+    monkeypatch.setenv("BASE_MODEL", str(tmp_path / "no-model"))
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    assert main(["--recipe", str(ROOT / "recipes/qwen2.5-vl-7b.yaml"), "--run-dir", str(tmp_path / "r"), "--dry-run"])
+    assert _verdicts(capsys.readouterr().out)["base model"] == "FAIL"
+    assert not (tmp_path / "r").exists()
+
+
+def test_real_run_stops_before_its_first_stage_with_the_verdicts(tmp_path, capsys, monkeypatch):
+    for var in ("IMAGE_SOURCE", "IMAGE_PATH", "BASE_MODEL"):
+        monkeypatch.delenv(var, raising=False)
+    monkeypatch.setenv("IMAGE_PATH", str(tmp_path / "missing"))
+    rc = main(["--recipe", str(ROOT / "recipes/qwen2.5-vl-7b.yaml"), "--run-dir", str(tmp_path / "r")])
+    err = capsys.readouterr().err
+    assert rc == 2
+    assert "the run cannot start" in err and "[FAIL] images (folder)" in err and "Traceback" not in err
+    assert not (tmp_path / "r").exists()
+
+
+def test_dry_run_reports_a_changed_recipe_against_the_manifest(tmp_path, capsys, monkeypatch):
+    from verl_ext.evolve.fake_backend import FakeBackend
+    from verl_ext.evolve.loop import run_evolution
+
+    overrides = ["model.format_warmup=false", "images.max_images=4", "generation.num_questions=8", "iterations=1"]
+    run = tmp_path / "run"
+    run_evolution(load_recipe(ROOT / "recipes/tiny.yaml", overrides=overrides, env={}), run, FakeBackend(),
+                  stop_after="1:generate", log=lambda _m: None)  # fmt: skip
+    args = ["--recipe", str(ROOT / "recipes/tiny.yaml"), "--run-dir", str(run), "--dry-run"]
+    assert main(args + [f"--set={o}" for o in overrides]) == 0
+    out = capsys.readouterr().out
+    assert _verdicts(out)["recipe vs run manifest"] == "ok" and "# verdict: ready to run" in out
+    assert "already prepared" in out
+
+    assert main(args + [f"--set={o}" for o in overrides] + ["--set", "questioner.m=3"]) == 1
+    out = capsys.readouterr().out
+    assert _verdicts(out)["recipe vs run manifest"] == "FAIL"
+    assert "questioner.m: 4 -> 3" in out and "make evolve EVOLVE_ARGS='--force-from 1:questioner'" in out
+    # --force-from: the stale stages are redone, so the real run would not stop on them.
+    assert (
+        main(args + [f"--set={o}" for o in overrides] + ["--set", "questioner.m=3", "--force-from", "1:questioner"])
+        == 0
+    )

@@ -147,3 +147,16 @@ def test_real_recipes_log_without_an_account(name):
     assert "WANDB_API_KEY" in (RECIPES / f"{name}.yaml").read_text()  # the recipe says how to turn it on
     with_wandb = load_recipe(RECIPES / f"{name}.yaml", overrides=["logging.loggers=[console,wandb]"], env={})
     assert with_wandb.logging.loggers == ["console", "wandb"]
+
+
+def test_a_bad_set_override_is_named_as_the_option_not_the_file():
+    with pytest.raises(RecipeError) as exc:
+        parse_recipe(_tiny_data(), overrides=["questioner.lamda=2"], source="recipes/tiny.yaml")
+    text = str(exc.value)
+    assert text.startswith("invalid --set override for recipe ")
+    assert "questioner.lamda: unknown key (did you mean 'lambda'?) (from --set questioner.lamda=2)" in text
+    data = _tiny_data()
+    data["questioner"]["lamda"] = 0.5  # in the file itself: the file is named
+    with pytest.raises(RecipeError) as exc:
+        parse_recipe(data, overrides=["iterations=2"], source="x.yaml")
+    assert str(exc.value).startswith("invalid recipe x.yaml") and "(from --set" not in str(exc.value)

@@ -87,12 +87,20 @@ def test_render_is_pasteable():
     assert shlex.split(text.replace("\\\n", " "))[1:] == cmd.argv
 
 
-def test_loop_process_never_imports_torch_verl_or_vllm():
-    """The loop only builds and runs commands: a dry run of a real recipe imports none of the heavy engines."""
+def test_loop_process_never_imports_torch_verl_or_vllm(tmp_path):
+    """The loop only builds and runs commands: a dry run of a real recipe (its checks included) imports none of the
+    heavy engines."""
+    import os
     import subprocess
     from pathlib import Path
 
     root = Path(__file__).resolve().parents[2]
+    images = tmp_path / "images"
+    images.mkdir()
+    (images / "a.png").write_bytes(b"not decoded by the checks")  # the dry run's image check passes
+    env = {**os.environ, "IMAGE_PATH": str(images)}
+    for var in ("IMAGE_SOURCE", "BASE_MODEL", "HF_HUB_OFFLINE"):  # a hub id not cached offline is a FAIL verdict
+        env.pop(var, None)
     code = (
         "import sys, io, contextlib\n"
         "from verl_ext.cli import evolve as main\n"
@@ -102,7 +110,8 @@ def test_loop_process_never_imports_torch_verl_or_vllm():
         "heavy = sorted(m for m in ('torch', 'verl', 'vllm', 'transformers') if m in sys.modules)\n"
         "assert not heavy, heavy\n"
     )
-    done = subprocess.run([sys.executable, "-c", code, "/tmp/never-created"], cwd=root, capture_output=True, text=True)
+    run_dir = str(tmp_path / "never-created")
+    done = subprocess.run([sys.executable, "-c", code, run_dir], cwd=root, env=env, capture_output=True, text=True)
     assert done.returncode == 0, done.stderr
 
 

@@ -106,3 +106,52 @@ def test_unfinished_run_and_no_eval_still_render(tmp_path, build_run):
     assert path == run / "report.html"
     assert "1 of 2 iterations" in html and "pending" in html and "No <code>eval/results.json</code>" in html
     assert "data-chart='confidence-1'" in html and "data-chart='confidence-2'" not in html
+
+
+def _run_data(difficulties, train=None, eval_results=None):
+    from types import SimpleNamespace
+
+    curves = {"reasoner": {"visplay/accuracy": [(t, 0, v) for t, v in (train or {}).items()]}} if train else {}
+    return SimpleNamespace(
+        iterations=[{"iteration": t + 1, "difficulty": d} for t, d in enumerate(difficulties)],
+        eval_results=eval_results,
+        curves=curves,
+        manifest={},
+    )
+
+
+def test_coevolution_text_is_computed_from_the_numbers():
+    from verl_ext.report.render import coevolution_summary
+
+    # Difficulty fell and accuracy stayed flat: the text says so and claims nothing else.
+    text = " ".join(coevolution_summary(_run_data([0.469, 0.417], train={1: 0.2, 2: 0.2})))
+    assert "Question difficulty (1 − mean p) fell from 0.469 at t = 1 to 0.417 at t = 2 (-0.052" in text
+    assert "training accuracy against its own pseudo-labels did not change" in text
+    assert "does not show the paper's signature: difficulty fell and" in text
+    assert "harder" not in text and "more accurate" not in text and "shows the paper's signature" not in text
+
+    text = " ".join(coevolution_summary(_run_data([0.3, 0.5, 0.4], train={1: 0.1, 2: 0.2, 3: 0.3})))
+    assert (
+        "rose from 0.300 at t = 1 to 0.400 at t = 3 (+0.100; per iteration: 0.300, 0.500, 0.400) (not monotonic)"
+        in text
+    )
+    assert "Both rose: this run shows the paper's signature (training accuracy against pseudo-labels)." in text
+
+    text = " ".join(coevolution_summary(_run_data([0.4])))
+    assert "a single point" in text and "not measured yet" in text and "Too few measurements" in text
+
+
+def test_report_states_the_trends_of_its_own_run(report_run, tmp_path):
+    from verl_ext.report.render import _eval_average_by_iteration
+
+    html = write_report(report_run, tmp_path / "r.html").read_text()
+    data = collect(report_run)
+    summary = html[html.index('id="coevolution-summary"') :].split("</ul>", 1)[0]
+    d = [s["difficulty"] for s in data.iterations]
+    word = "rose" if d[-1] - d[0] >= 0.005 else "fell" if d[-1] - d[0] <= -0.005 else "did not change"
+    assert f"Question difficulty (1 − mean p) {word} from {d[0]:.3f}" in summary
+    rule = _eval_average_by_iteration(data.eval_results, "rule")
+    first, last = rule[min(rule)], rule[max(rule)]
+    assert "Reasoner benchmark average (rule scoring)" in summary and f"{first:.3f} at t = 0 (base model)" in summary
+    assert f"to {last:.3f} at t = {max(rule)}" in summary
+    assert "agreement with t−1" not in html

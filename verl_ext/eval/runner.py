@@ -139,7 +139,8 @@ def evaluate(
         items, summary = load_items(spec, source)
         prompts = [render_prompt(it.question, gen_cfg, QUESTION_TYPE.get(it.answer_type)) for it in items]
         benches.append(_Bench(spec, source, items, summary, prompts))
-        log(f"[eval] {spec.title}: {summary['items']} items from {source.source} (split {source.split})")
+        split = f" (split {source.split})" if source.split else ""
+        log(f"[eval] {spec.title}: {summary['items']} items from {source.source}{split}")
 
     results: dict = {
         "checkpoints": [],

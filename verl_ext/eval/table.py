@@ -107,7 +107,8 @@ def render_markdown(results: dict) -> str:
     labels = _labels(results)
     rows = table_rows(results)
     base = results.get("base")
-    head = ["benchmark", "scorer", *[f"{lab} (base)" if lab == base else lab for lab in labels], "items"]
+    head = ["benchmark", "scorer", *[f"{lab} (base)" if lab == base and lab != "base" else lab for lab in labels]]
+    head.append("items")
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for r in rows:
         name = f"**{r['title']}**" if r["benchmark"] == "average" else r["title"]

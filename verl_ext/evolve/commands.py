@@ -117,7 +117,7 @@ def questioner_overrides(recipe: Recipe, spec: StageSpec, resolve=resolve_model)
         *trainer_overrides(recipe, spec, q.steps, q.checkpoint_every, res.questioner_train_gpus),
         ("visplay.questioner_prompt", recipe.prompts.questioner),
         ("visplay.reasoner_prompt", recipe.prompts.reasoner),
-        # The questioner reward (VISPLAY.md): uncertainty of the frozen reasoner's m answers minus a diversity penalty.
+        # The questioner reward (docs/method.md): uncertainty of the frozen reasoner minus a diversity penalty.
         ("visplay.reward.mode", q.reward_mode),
         ("visplay.reward.lam", q.lam),
         ("visplay.reward.bleu_threshold", q.cluster_threshold),

@@ -45,7 +45,6 @@ def run_filter(
     *,
     iteration: int,
     seed: int,
-    previous_labels_path: str | Path | None = None,
     lam: float = 1.0,
     cluster_threshold: float = 0.5,
 ) -> dict:
@@ -90,7 +89,6 @@ def run_filter(
         light,
         reasons,
         questions_path=questions_path,
-        previous_labels_path=previous_labels_path,
         stats_cfg=stats_cfg,
         iteration=iteration,
         seed=seed,
@@ -130,7 +128,6 @@ def compute_stats(
     reasons: list[str],
     *,
     questions_path: str | Path | None,
-    previous_labels_path: str | Path | None,
     stats_cfg: StatsConfig,
     iteration: int,
     seed: int,
@@ -139,7 +136,7 @@ def compute_stats(
     cluster_threshold: float,
 ) -> dict:
     """Per-iteration statistics (JSON-able): counts per stage, parse rates, confidence histogram, filter reasons,
-    question diversity and pseudo-label agreement with the previous iteration."""
+    question diversity."""
     n = len(reasons)
     stats: dict = {"iteration": iteration, "band": {"low": band[0], "high": band[1]}}
 
@@ -183,13 +180,6 @@ def compute_stats(
     # Diversity of the parsed questions (BLEU clustering, on a seeded sample).
     questions = [light["question"][i] for i in labelled]
     stats["diversity"] = question_diversity(questions, stats_cfg.diversity_sample, seed, lam, cluster_threshold)
-
-    # Agreement of pseudo-labels with the previous iteration, on the same question about the same image.
-    stats["agreement_with_previous"] = (
-        label_agreement(light, previous_labels_path)
-        if previous_labels_path and Path(previous_labels_path).exists()
-        else None
-    )
     return stats
 
 
@@ -235,25 +225,6 @@ def question_diversity(questions: list[str], sample: int, seed: int, lam: float,
     }
 
 
-def label_agreement(light: dict[str, list], previous_labels_path: str | Path) -> dict:
-    """Share of questions (same image, same normalised question text) whose pseudo-label is unchanged."""
-    prev = _read_light(previous_labels_path, ["source_image_id", "question", "pseudo_label"])
-    prev_map = {}
-    for img, q, y in zip(prev["source_image_id"], prev["question"], prev["pseudo_label"], strict=True):
-        if q is not None and y is not None:
-            prev_map[(img, _norm(q))] = _norm(y)
-    matched = agree = 0
-    for img, q, y in zip(light["source_image_id"], light["question"], light["pseudo_label"], strict=True):
-        if q is None or y is None:
-            continue
-        old = prev_map.get((img, _norm(q)))
-        if old is None:
-            continue
-        matched += 1
-        agree += old == _norm(y)
-    return {"matched": matched, "agreement": _ratio(agree, matched)}
-
-
 def write_run_stats(per_iteration: list[dict], path: Path) -> Path | None:
     """Run-level stats.json (one entry per finished iteration) and, when matplotlib is installed, stats.png."""
     atomic_write_json(path, {"iterations": per_iteration})
@@ -282,9 +253,7 @@ def write_run_stats(per_iteration: list[dict], path: Path) -> Path | None:
     axes[0].plot(its, series(lambda s: s["question_parse_rate"]), marker="o", label="question parse rate")
     axes[0].set_title("questions")
     axes[1].plot(its, series(lambda s: s["diversity"]["unique_fraction"]), marker="o", label="clusters / questions")
-    axes[1].plot(its, series(lambda s: s["agreement_with_previous"]["agreement"]), marker="o",
-                 label="pseudo-label agreement with t-1")  # fmt: skip
-    axes[1].set_title("diversity and stability")
+    axes[1].set_title("diversity")
     for ax in axes[:2]:
         ax.set_xlabel("iteration")
         ax.set_xticks(its)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
 import shutil
 import signal
 import sys
@@ -25,6 +26,7 @@ import yaml
 from verl_ext.atomic_io import atomic_write_json, atomic_write_text
 
 from .backend import Backend, StageContext, get_backend
+from .checks import Check, failures, run_checks
 from .filter_stage import run_filter, write_run_stats
 from .images import prepare_images
 from .integrity import CorruptOutputError, hash_files, list_files, read_marker, verify_output
@@ -147,13 +149,13 @@ def check_consistency(plan: list[StageSpec], manifest: Manifest, verify: bool = 
             raise StaleStageError(
                 f"stage {spec.key} finished with config hash {rec['config_hash']}, but the recipe now gives "
                 f"{spec.config_hash}. Changed:\n    {shown}\n"
-                f"Either restore the recipe, use a new --run-dir, or redo this stage and everything after it with "
-                f"--force-from {spec.key}"
+                f"Either restore the recipe, use a new run dir (RUN_DIR=), or redo this stage and everything after "
+                f"it: make evolve EVOLVE_ARGS='--force-from {spec.key}' (visplay evolve ... --force-from {spec.key})"
             )
         if not rec.get("pruned") and not spec.output_dir.exists():
             raise MissingOutputError(
-                f"stage {spec.key} is recorded as done but its output {spec.output_dir} is gone; "
-                f"redo it with --force-from {spec.key}"
+                f"stage {spec.key} is recorded as done but its output {spec.output_dir} is gone; redo it: "
+                f"make evolve EVOLVE_ARGS='--force-from {spec.key}' (visplay evolve ... --force-from {spec.key})"
             )
         if not rec.get("pruned"):
             verify_output(spec.key, spec.output_dir, STAGE_MARKER, full=verify)
@@ -218,9 +220,10 @@ def _run_stage(spec: StageSpec, recipe: Recipe, run_dir: Path, backend: Backend,
     )
     log(f"[evolve] {spec.key}: start{' (resuming its work dir)' if resumed else ''} -> {spec.output_dir}")
     started = time.monotonic()
-    ctx = StageContext(recipe=recipe, spec=spec, run_dir=run_dir, log=log)
     try:
-        summary = execute_stage(spec, ctx, backend) or {}
+        with _heartbeat(spec.key, log) as stage_log:
+            ctx = StageContext(recipe=recipe, spec=spec, run_dir=run_dir, log=stage_log)
+            summary = execute_stage(spec, ctx, backend) or {}
         for name in spec.outputs:
             if not spec.work_path(name).exists():
                 raise MissingOutputError(f"stage {spec.key}: the backend did not write {spec.work_path(name)}")
@@ -249,9 +252,48 @@ def _run_stage(spec: StageSpec, recipe: Recipe, run_dir: Path, backend: Backend,
     spec.output_dir.parent.mkdir(parents=True, exist_ok=True)
     spec.work_dir.rename(spec.output_dir)  # commit point
     manifest.finish(spec.key, summary={**summary, "files": len(marker["files"])}, started_monotonic=started)
-    log(f"[evolve] {spec.key}: done in {seconds:.1f}s {json.dumps(summary, default=str)[:300]}")
+    log(f"[evolve] {spec.key}: done in {seconds:.1f}s -> {spec.output_dir} {json.dumps(summary, default=str)[:300]}")
     if spec.name.endswith("_merge") and not recipe.storage.keep_checkpoints:
         _prune_checkpoint(spec, manifest, log)
+
+
+def heartbeat_seconds() -> float:
+    try:
+        return float(os.environ.get("VISPLAY_HEARTBEAT", "10"))
+    except ValueError:
+        return 10.0
+
+
+@contextlib.contextmanager
+def _heartbeat(key: str, log: Callable[[str], None]) -> Iterator[Callable[[str], None]]:
+    """A stage's log function; while the stage has logged nothing for VISPLAY_HEARTBEAT seconds (default 10; 0 = off),
+    a `still running` line says which stage is working and for how long, so a long step is never silent."""
+    every = heartbeat_seconds()
+    last = [time.monotonic()]
+    started = last[0]
+
+    def stage_log(message: str) -> None:
+        last[0] = time.monotonic()
+        log(message)
+
+    if every <= 0:
+        yield stage_log
+        return
+    stop = threading.Event()
+
+    def beat() -> None:
+        while not stop.wait(min(every, 1.0)):
+            now = time.monotonic()
+            if now - last[0] >= every:
+                stage_log(f"[evolve] {key}: still running ({now - started:.0f} s)")
+
+    thread = threading.Thread(target=beat, name=f"heartbeat-{key}", daemon=True)
+    thread.start()
+    try:
+        yield stage_log
+    finally:
+        stop.set()
+        thread.join()
 
 
 def execute_stage(spec: StageSpec, ctx: StageContext, backend: Backend) -> dict | None:
@@ -268,7 +310,6 @@ def execute_stage(spec: StageSpec, ctx: StageContext, backend: Backend) -> dict 
             recipe.stats,
             iteration=spec.iteration,
             seed=ctx.seed(),
-            previous_labels_path=spec.inputs.get("previous_labels"),
             lam=recipe.questioner.lam,
             cluster_threshold=recipe.questioner.cluster_threshold,
         )
@@ -315,11 +356,19 @@ def _refresh_run_stats(plan: list[StageSpec], run_dir: Path) -> None:
 # --------------------------------------------------------------------------------------------------
 
 
-def dry_run(recipe: Recipe, run_dir: str | Path, backend: Backend | None = None, out: TextIO | None = None) -> None:
-    """Print the resolved recipe and every stage's command(s), touching nothing on disk."""
+def dry_run(
+    recipe: Recipe,
+    run_dir: str | Path,
+    backend: Backend | None = None,
+    out: TextIO | None = None,
+    force_from: str | None = None,
+) -> list[Check]:
+    """Print the resolved recipe, the verdict of every check a real run makes before it starts, and every stage's
+    command(s), touching nothing on disk. Returns the checks (a FAIL is what a real run would stop on)."""
     out = out if out is not None else sys.stdout
     run_dir = Path(run_dir).resolve()
     plan = build_plan(recipe, run_dir)
+    checks = run_checks(recipe, run_dir, force_from=force_from)
     if backend is None:
         try:
             backend = get_backend(recipe.backend)
@@ -331,6 +380,9 @@ def dry_run(recipe: Recipe, run_dir: str | Path, backend: Backend | None = None,
     w("# resolved recipe:\n")
     for line in yaml.safe_dump(recipe.to_dict(), sort_keys=False).splitlines():
         w(f"#   {line}\n")
+    w("# checks a real run makes before it starts:\n")
+    for check in checks:
+        w(f"#   {check.line()}\n")
     for spec in plan:
         state = manifest.state(spec.key) if manifest else "pending"
         w(f"\n## [{spec.key}] state={state} config_hash={spec.config_hash}\n")
@@ -338,7 +390,12 @@ def dry_run(recipe: Recipe, run_dir: str | Path, backend: Backend | None = None,
         ctx = StageContext(recipe=recipe, spec=spec, run_dir=run_dir, log=lambda _m: None)
         for line in describe_stage(spec, ctx, backend):
             w(line.rstrip("\n") + "\n")
+    failed = failures(checks)
+    w("\n# verdict: " + (f"a real run would stop: {len(failed)} check(s) failed\n" if failed else "ready to run\n"))
+    for check in failed:
+        w(f"#   {check.line()}\n")
     out.flush()
+    return checks
 
 
 def describe_stage(spec: StageSpec, ctx: StageContext, backend: Backend | None) -> list[str]:

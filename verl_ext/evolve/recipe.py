@@ -25,7 +25,10 @@ class RecipeError(ValueError):
     def __init__(self, errors: list[str], source: str | None = None):
         self.errors = list(errors)
         self.source = source
+        from_set = self.errors and all("(from --set " in e for e in self.errors)
         head = f"invalid recipe {source}" if source else "invalid recipe"
+        if from_set:
+            head = f"invalid --set override for recipe {source}" if source else "invalid --set override"
         super().__init__(head + ":\n  " + "\n  ".join(self.errors))
 
 
@@ -44,7 +47,7 @@ def _f(default=dataclasses.MISSING, *, key: str | None = None, **checks):
 
 
 # --------------------------------------------------------------------------------------------------
-# Schema. Defaults are the paper's reference run (Qwen2.5-VL-7B, 8 GPUs); see /work/shared/VISPLAY.md.
+# Schema. Defaults are the paper's reference run (Qwen2.5-VL-7B, 8 GPUs); see docs/method.md.
 # --------------------------------------------------------------------------------------------------
 
 
@@ -298,8 +301,19 @@ def parse_recipe(data: Any, overrides: list[str] | None = None, env: dict | None
     if recipe is not None:
         _cross_checks(recipe, errors)
     if errors:
-        raise RecipeError(errors, source)
+        raise RecipeError(_name_overrides(errors, overrides or []), source)
     return recipe
+
+
+def _name_overrides(errors: list[str], overrides: list[str]) -> list[str]:
+    """Point an error about a key set by `--set KEY=VALUE` at that option, not at the recipe file."""
+    keys = {item.split("=", 1)[0].strip(): item for item in overrides if "=" in item}
+    out = []
+    for error in errors:
+        key = error.split(":", 1)[0]
+        item = next((keys[k] for k in keys if key == k or key.startswith(k + ".") or k.startswith(key + ".")), None)
+        out.append(f"{error} (from --set {item})" if item else error)
+    return out
 
 
 def _deepcopy(obj):

@@ -239,7 +239,7 @@ def build_plan(recipe: Recipe, run_dir: str | Path) -> list[StageSpec]:
         )
         filt_inputs = {"labels": pl.output_path("labels"), "questions": gen.output_path("questions")}
         filt_up = (pl.key, gen.key)
-        if prev_labels is not None:
+        if prev_labels is not None:  # no longer read (it fed a statistic that never matched); kept for stable hashes
             filt_inputs["previous_labels"] = prev_labels.output_path("labels")
             filt_up += (prev_labels.key,)
         filt = add(

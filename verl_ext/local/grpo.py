@@ -8,8 +8,10 @@ TRL checkpoints (`checkpoint-<k>/`, every `checkpoint_every` steps) let a killed
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import json
+import logging
 import re
 import shutil
 import time
@@ -145,6 +147,31 @@ def _log_callback(out_dir: Path, log: Callable[[str], None], role: str):
     return LogCallback()
 
 
+class _DropTokenAlignmentNotice(logging.Filter):
+    """transformers' Trainer aligns the model's PAD/BOS/EOS with the tokenizer and warns each time a trainer is built
+    (four times per tiny run); run_grpo restores the saved model's own generation config, so the notice is noise."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "new PAD/BOS/EOS tokens" not in record.getMessage()
+
+
+_TOKEN_NOTICE = _DropTokenAlignmentNotice()
+
+
+@contextlib.contextmanager
+def _no_progress_bars():
+    """Without transformers' per-file progress bars (instant for the local backend's small models: noise)."""
+    from transformers.utils import logging as hf_logging
+
+    was_enabled = hf_logging.is_progress_bar_enabled()
+    hf_logging.disable_progress_bar()
+    try:
+        yield
+    finally:
+        if was_enabled:
+            hf_logging.enable_progress_bar()
+
+
 def _trainer_class():
     from trl import GRPOTrainer
 
@@ -191,7 +218,8 @@ def run_grpo(
     started = time.monotonic()
     if grpo.kl_coef and grpo.kl_type != "low_var_kl":
         log(f"[{role}] kl_type {grpo.kl_type}: TRL only has the k3 (low_var_kl) estimator; using it")
-    model = load_model(model_path, trust_remote_code=trust_remote_code, train=True)
+    with _no_progress_bars():
+        model = load_model(model_path, trust_remote_code=trust_remote_code, train=True)
     # The trainer aligns the generation config with the tokenizer (one eos); the saved model keeps its own.
     generation_config = copy.deepcopy(model.generation_config)
     args = trl_config(
@@ -204,6 +232,7 @@ def run_grpo(
         suppress_tokens=suppressed_token_ids(processor.tokenizer),
         run_name=f"{role}-{out_dir.parent.name}",
     )
+    logging.getLogger("transformers.trainer_utils").addFilter(_TOKEN_NOTICE)  # a set: added once
     trainer = _trainer_class()(
         model=model, reward_funcs=reward_funcs, args=args, train_dataset=dataset, processing_class=processor
     )
@@ -216,7 +245,7 @@ def run_grpo(
         log(f"[{role}] resuming from {resume}")
     result = trainer.train(resume_from_checkpoint=resume)
     trainer.model.generation_config = generation_config
-    with atomic_dir(final) as tmp:
+    with atomic_dir(final) as tmp, _no_progress_bars():
         save_model_dir(trainer.model, processor, tmp)
     return {
         "steps": steps,

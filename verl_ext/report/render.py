@@ -84,6 +84,64 @@ def _train_accuracy(data: RunData) -> dict[int, float]:
     return res
 
 
+TREND_TOLERANCE = 0.005  # a change smaller than this (on a 0..1 scale) is reported as unchanged
+
+
+def _trend(values: dict[int, float], what: str, first_label: str = "") -> tuple[str, int]:
+    """One sentence on how `values` (iteration -> 0..1) moved from the first iteration to the last, and its sign
+    (+1 rose, -1 fell, 0 unchanged or not measured)."""
+    points = sorted((t, v) for t, v in values.items() if v is not None and not math.isnan(v))
+    if len(points) < 2:
+        if points:
+            return f"{what}: {points[0][1]:.3f} at t = {points[0][0]}, a single point (no trend yet).", 0
+        return f"{what}: not measured.", 0
+    (t0, v0), (t1, v1) = points[0], points[-1]
+    delta = v1 - v0
+    sign = 0 if abs(delta) < TREND_TOLERANCE else (1 if delta > 0 else -1)
+    verb = {1: "rose", -1: "fell", 0: "did not change"}[sign]
+    path = ", ".join(f"{v:.3f}" for _, v in points)
+    steps = [b - a for (_, a), (_, b) in zip(points, points[1:], strict=False)]
+    monotonic = all(d >= -TREND_TOLERANCE for d in steps) or all(d <= TREND_TOLERANCE for d in steps)
+    shape = "" if len(points) < 3 or monotonic else " (not monotonic)"
+    return (
+        f"{what} {verb} from {v0:.3f} at t = {t0}{first_label} to {v1:.3f} at t = {t1} "
+        f"({delta:+.3f}; per iteration: {path}){shape}.",
+        sign,
+    )
+
+
+def coevolution_summary(data: RunData) -> list[str]:
+    """What this run shows about the paper's co-evolution signature, computed from its numbers: the sign of the
+    difficulty trend and of the accuracy trend, and a verdict that claims only what both show."""
+    difficulty = {s["iteration"]: s.get("difficulty") for s in data.iterations}
+    text, d_sign = _trend(difficulty, "Question difficulty (1 − mean p)")
+    sentences = [text]
+    rule = _eval_average_by_iteration(data.eval_results, "rule")
+    train = _train_accuracy(data)
+    if rule:
+        text, a_sign = _trend(rule, "Reasoner benchmark average (rule scoring)", " (base model)" if 0 in rule else "")
+        measured = "benchmark accuracy"
+    elif train:
+        text, a_sign = _trend(train, "Reasoner training accuracy against its own pseudo-labels")
+        text = text[:-1] + " (agreement with its pseudo-labels, not correctness; make eval measures accuracy)."
+        measured = "training accuracy against pseudo-labels"
+    else:
+        text, a_sign = "Reasoner accuracy: not measured yet.", 0
+        measured = ""
+    sentences.append(text)
+    if len([v for v in difficulty.values() if v is not None]) < 2 or not measured:
+        sentences.append("Too few measurements to say whether this run shows the paper's signature.")
+    elif d_sign > 0 and a_sign > 0:
+        sentences.append(f"Both rose: this run shows the paper's signature ({measured}).")
+    else:
+        parts = [
+            {1: "difficulty rose", -1: "difficulty fell", 0: "difficulty did not change"}[d_sign],
+            {1: f"{measured} rose", -1: f"{measured} fell", 0: f"{measured} did not change"}[a_sign],
+        ]
+        sentences.append(f"This run does not show the paper's signature: {' and '.join(parts)}.")
+    return sentences
+
+
 def coevolution_chart(data: RunData) -> str:
     its = [s["iteration"] for s in data.iterations]
     rule = _eval_average_by_iteration(data.eval_results, "rule")
@@ -123,13 +181,12 @@ def rates_chart(data: RunData) -> str:
         ("answer parse rate", lambda s: s.get("answer_parse_rate")),
         ("kept fraction", lambda s: _get(s, "filter", "kept_fraction")),
         ("diversity: clusters / questions", lambda s: _get(s, "diversity", "unique_fraction")),
-        ("pseudo-label agreement with t−1", lambda s: _get(s, "agreement_with_previous", "agreement")),
     ]
     series = [{"label": label, "x": its, "y": [get(s) for s in data.iterations]} for label, get in specs]
     series = [s for s in series if any(v is not None for v in s["y"])]
     return svg.line_chart(
         "rates",
-        "Parse rates, kept fraction, diversity, stability",
+        "Parse rates, kept fraction, diversity",
         series,
         x_label="iteration t",
         y_label="fraction",
@@ -262,7 +319,6 @@ def iteration_rows(data: RunData) -> list[dict]:
                 "reasons": ", ".join(f"{r} {n}" for r, n in (_get(s, "filter", "counts") or {}).items() if n),
                 "clusters": f"{_num(d.get('num_clusters'))} / {_num(d.get('sampled'))}",
                 "penalty": _num(d.get("mean_penalty")),
-                "agreement": _num(_get(s, "agreement_with_previous", "agreement")),
             }
         )
     return rows
@@ -345,15 +401,18 @@ finished · written {{ now }}</div>
 {% endfor %}</table>
 
 <h2 id="coevolution">Co-evolution</h2>
-<p class="note">The paper's signature: questions get harder (difficulty 1 − mean confidence of S<sub>t−1</sub>'s
-votes on Q<sub>t</sub>'s questions) while the reasoner gets more accurate. {% if not has_eval %}No evaluation yet:
-run <code>make eval RUN={{ run_dir }}</code> for benchmark accuracy.{% endif %}</p>
+<p class="note">The paper's signature is question difficulty (1 − mean confidence of S<sub>t−1</sub>'s votes on
+Q<sub>t</sub>'s questions) rising while the reasoner's accuracy rises. This run:</p>
+<ul id="coevolution-summary">{% for sentence in narrative %}<li>{{ sentence }}</li>{% endfor %}</ul>
+{% if not has_eval %}<p class="note">No evaluation yet: run <code>make eval RUN={{ run_dir }}</code> for benchmark
+accuracy.</p>{% endif %}
 <div class="charts">{{ coevolution }}</div>
 
 <h2 id="benchmarks">Benchmarks</h2>
 {% if table %}
 <table id="benchmark-table"><tr><th class="l">benchmark</th><th class="l">scorer</th>
-{% for lab in table.labels %}<th>{{ lab }}{% if lab == table.base %} (base){% endif %}</th>{% endfor %}</tr>
+{% for lab in table.labels %}<th>{{ lab }}{% if lab == table.base and lab != "base" %} (base){% endif %}</th>
+{% endfor %}</tr>
 {% for r in table.rows %}<tr class="{{ 'avg' if r.avg else '' }}"><td class="l">{{ r.title }}</td><td class="l">
 {{ r.scorer }}</td>{% for c in r.cells %}<td title="{{ c.title }}">{{ c.text }}{% if c.delta is not none %}
 <span class="{{ 'up' if c.delta > 0 else ('down' if c.delta < 0 else '') }}">({{ '%+.1f' % c.delta }})</span>
@@ -369,11 +428,11 @@ Greedy decoding ({{ table.generation.engine }}, max {{ table.generation.max_new_
 {% if iteration_rows %}
 <table id="iteration-table"><tr><th>t</th><th>generated</th><th>parsed</th><th>labelled</th><th>kept</th>
 <th>question parse rate</th><th>answer parse rate</th><th>difficulty</th><th>band</th><th class="l">filter reasons</th>
-<th>clusters / sampled</th><th>mean rep. penalty</th><th>agreement with t−1</th></tr>
+<th>clusters / sampled</th><th>mean rep. penalty</th></tr>
 {% for r in iteration_rows %}<tr><td>{{ r.t }}</td><td>{{ r.generated }}</td><td>{{ r.parsed }}</td>
 <td>{{ r.labelled }}</td><td>{{ r.kept }}</td><td>{{ r.qparse }}</td><td>{{ r.aparse }}</td><td>{{ r.difficulty }}</td>
 <td>{{ r.band }}</td><td class="l">{{ r.reasons }}</td><td>{{ r.clusters }}</td><td>{{ r.penalty }}</td>
-<td>{{ r.agreement }}</td></tr>{% endfor %}</table>
+</tr>{% endfor %}</table>
 <div class="charts">{% for h in histograms %}{{ h }}{% endfor %}</div>
 <div class="charts">{{ reasons }}{{ rates }}</div>
 {% else %}<p class="note">No finished iteration yet.</p>{% endif %}
@@ -456,6 +515,7 @@ def render_html(data: RunData, sections: Sequence[str] = ()) -> str:
         stage_cols=max((len(r["cells"]) for r in stages), default=1),
         has_eval=data.eval_results is not None,
         coevolution=markup(coevolution_chart(data)),
+        narrative=coevolution_summary(data),
         table=benchmark_table(data.eval_results),
         iteration_rows=iteration_rows(data),
         histograms=[markup(histogram_chart(s)) for s in data.iterations],

@@ -253,7 +253,6 @@ def loop_metrics(run_dir: Path, t: int, band: tuple[float, float]) -> dict:
             "diversity": (stats.get("diversity") or {}).get("unique_fraction"),
             "kept": stats["counts"]["kept"],
             "kept_fraction": stats["filter"]["kept_fraction"],
-            "agreement_with_previous": (stats.get("agreement_with_previous") or {}).get("agreement"),
         },
     }
 
