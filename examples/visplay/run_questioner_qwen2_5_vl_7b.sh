@@ -39,6 +39,7 @@ case "$REASONER_HOSTING" in
             reward.reward_model.model_path="$REASONER_PATH" visplay.reasoner.base_url=null) ;;
     external)
         reasoner_args=(reward.reward_model.enable=False
+            reward.reward_model.enable_resource_pool=False
             visplay.reasoner.base_url="$REASONER_URL") ;;
     *) echo "REASONER_HOSTING must be own_pool, colocated or external" >&2; exit 2 ;;
 esac

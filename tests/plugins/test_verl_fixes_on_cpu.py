@@ -22,7 +22,7 @@ from verl_ext.plugins import verl_fixes as verl_plugin
 from verl_ext.plugins.main_visplay import PLUGIN_MODULE, check_config, export_plugin_module
 
 REPO = Path(__file__).resolve().parents[2]
-CONFIG_DIR = Path(verl_ext.__file__).resolve().parent / "config"
+CONFIG_DIR = Path(verl_ext.__file__).resolve().parent / "plugins" / "config"
 
 
 def _compose(name: str, overrides=()):
@@ -51,7 +51,36 @@ def test_plugin_is_a_verl_plugins_entry_point_and_exported_to_ray_workers():
 # ---- trl ---------------------------------------------------------------------------------------------------------
 
 
-def test_verls_monkey_patch_runs_with_the_pinned_trl(tiny_vlm_path, monkeypatch):
+@pytest.fixture
+def restore_transformers_models():
+    """verl's apply_monkey_patch rewrites Qwen2(.5)-VL's classes and module functions process-wide; put them back so
+    later tests in this process generate with the model transformers ships."""
+    import sys
+
+    def snapshot():
+        saved = {}
+        for name, module in list(sys.modules.items()):
+            if name.startswith(("transformers.models.qwen2", "transformers.integrations")) and module is not None:
+                saved[module] = dict(vars(module))
+                for value in list(vars(module).values()):
+                    if isinstance(value, type) and value.__module__ == name:
+                        saved[value] = dict(vars(value))
+        return saved
+
+    before = snapshot()
+    yield
+    for owner, attrs in before.items():
+        for key, value in attrs.items():
+            if key in ("__dict__", "__weakref__"):
+                continue
+            try:
+                if getattr(owner, key, None) is not value:
+                    setattr(owner, key, value)
+            except (AttributeError, TypeError):
+                pass
+
+
+def test_verls_monkey_patch_runs_with_the_pinned_trl(tiny_vlm_path, monkeypatch, restore_transformers_models):
     from transformers import AutoModelForImageTextToText
     from verl.models.transformers import monkey_patch
     from verl.utils import import_utils
