@@ -82,7 +82,7 @@ def test_gpu_recipes_have_no_device_block():
 
 
 def test_tiny_verl_dry_run_shows_the_device_block_on_every_verl_command(tmp_path, capsys):
-    from verl_ext.evolve.__main__ import main
+    from verl_ext.cli import evolve as main
 
     assert main(["--recipe", str(REPO / "recipes/tiny-verl.yaml"), "--dry-run", "--run-dir", str(tmp_path)]) == 0
     out = capsys.readouterr().out
