@@ -86,20 +86,28 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
-def evolve(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+def _recipe_and_run_dir(args) -> tuple | None:
+    """The recipe of `--recipe`/`--set` and the run dir (`--run-dir` or the recipe's); None after printing why not."""
     if not Path(args.recipe).is_file():
         folder = Path(args.recipe).parent
         known = sorted(p.stem for p in folder.glob("*.yaml")) if folder.is_dir() else []
         hint = f"; recipes in {folder}/: {', '.join(known)} (make evolve MODEL=<one of them>)" if known else ""
         print(f"error: recipe file not found: {args.recipe}{hint}", file=sys.stderr)
-        return 2
+        return None
     try:
         recipe = load_recipe(args.recipe, overrides=args.overrides)
     except RecipeError as exc:
         print(f"error: {exc}", file=sys.stderr)
+        return None
+    return recipe, (Path(args.run_dir) if args.run_dir else default_run_dir(recipe))
+
+
+def evolve(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    loaded = _recipe_and_run_dir(args)
+    if loaded is None:
         return 2
-    run_dir = Path(args.run_dir) if args.run_dir else default_run_dir(recipe)
+    recipe, run_dir = loaded
     if args.dry_run:
         checks = dry_run(recipe, run_dir, force_from=args.force_from)
         return 1 if failures(checks) else 0
@@ -157,12 +165,10 @@ def preflight_command(argv: list[str] | None = None) -> int:
     p.add_argument("--run-dir", help="run directory (default: <storage.root>/<name>); its disk is checked")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
     args = p.parse_args(argv)
-    try:
-        recipe = load_recipe(args.recipe, overrides=args.overrides)
-    except RecipeError as exc:
-        print(f"error: {exc}", file=sys.stderr)
+    loaded = _recipe_and_run_dir(args)
+    if loaded is None:
         return 2
-    run_dir = Path(args.run_dir) if args.run_dir else default_run_dir(recipe)
+    recipe, run_dir = loaded
     checks, table = preflight(recipe, run_dir)
     print(f"# preflight: recipe {recipe.name}, backend {recipe.backend}, run dir {run_dir}\n{table}")
     bad = failed_checks(checks)

@@ -108,6 +108,26 @@ def test_crash_mid_stage_leaves_nothing_and_resume_matches(reference, tmp_path, 
     assert Manifest(run).get(crash_at)["attempts"] == 2
 
 
+def _signal_a_blocked_loop(code: str, tmp_path: Path, run: Path, sig: int) -> tuple[subprocess.Popen, str]:
+    """Run `code` (a loop blocking in 1:pseudo_label) in a child, send it `sig` once it blocks; (process, output)."""
+    ready, script = tmp_path / "ready", tmp_path / "loop.py"
+    script.write_text(code)
+    proc = subprocess.Popen(
+        [sys.executable, str(script), str(ROOT / "recipes/tiny.yaml"), str(run), str(ready), *OVERRIDES],
+        cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+    )  # fmt: skip
+    try:
+        deadline = time.monotonic() + 90
+        while not ready.exists():
+            assert proc.poll() is None, proc.stdout.read().decode()
+            assert time.monotonic() < deadline, "the loop never reached 1:pseudo_label"
+            time.sleep(0.05)
+        os.kill(proc.pid, sig)  # the process this test started, by pid
+    finally:
+        out = proc.communicate(timeout=30)[0].decode()
+    return proc, out
+
+
 SCRIPT = """
 import sys
 from verl_ext.evolve.fake_backend import FakeBackend
@@ -120,21 +140,8 @@ run_evolution(recipe, sys.argv[2], FakeBackend(block_at="1:pseudo_label", ready_
 
 def test_sigkill_mid_stage_then_resume(reference, tmp_path):
     _, ref_snap, ref_calls = reference
-    run, ready, script = tmp_path / "run", tmp_path / "ready", tmp_path / "loop.py"
-    script.write_text(SCRIPT)
-    proc = subprocess.Popen(
-        [sys.executable, str(script), str(ROOT / "recipes/tiny.yaml"), str(run), str(ready), *OVERRIDES],
-        cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-    )  # fmt: skip
-    try:
-        deadline = time.monotonic() + 90
-        while not ready.exists():
-            assert proc.poll() is None, proc.stdout.read().decode()
-            assert time.monotonic() < deadline, "the loop never reached 1:pseudo_label"
-            time.sleep(0.05)
-        os.kill(proc.pid, signal.SIGKILL)  # the process this test started, by pid
-    finally:
-        proc.wait(timeout=30)
+    run = tmp_path / "run"
+    proc, _ = _signal_a_blocked_loop(SCRIPT, tmp_path, run, signal.SIGKILL)
     assert proc.returncode == -signal.SIGKILL
     manifest = Manifest(run)
     assert manifest.state("1:pseudo_label") == RUNNING  # it died without a chance to record anything
@@ -255,21 +262,8 @@ def test_sigterm_records_the_stage_as_interrupted_then_resumes(reference, tmp_pa
     """What Slurm sends on preemption: the stage is recorded as interrupted (not left `running`, not `failed`), the
     message says to re-run, and the re-run ends identical to an uninterrupted run."""
     _, ref_snap, ref_calls = reference
-    run, ready, script = tmp_path / "run", tmp_path / "ready", tmp_path / "loop.py"
-    script.write_text(TERM_SCRIPT)
-    proc = subprocess.Popen(
-        [sys.executable, str(script), str(ROOT / "recipes/tiny.yaml"), str(run), str(ready), *OVERRIDES],
-        cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-    )  # fmt: skip
-    try:
-        deadline = time.monotonic() + 90
-        while not ready.exists():
-            assert proc.poll() is None, proc.stdout.read().decode()
-            assert time.monotonic() < deadline, "the loop never reached 1:pseudo_label"
-            time.sleep(0.05)
-        os.kill(proc.pid, signal.SIGTERM)  # the process this test started, by pid
-    finally:
-        out = proc.communicate(timeout=30)[0].decode()
+    run = tmp_path / "run"
+    proc, out = _signal_a_blocked_loop(TERM_SCRIPT, tmp_path, run, signal.SIGTERM)
     assert proc.returncode == 1 and "Terminated: signal SIGTERM" in out  # the exception ended the script
     assert "1:pseudo_label: interrupted (signal SIGTERM); re-run the same command to resume" in out
     assert Manifest(run).state("1:pseudo_label") == "interrupted"
