@@ -9,7 +9,6 @@ from __future__ import annotations
 import argparse
 import base64
 import contextlib
-import io
 import ipaddress
 import json
 import signal
@@ -46,7 +45,7 @@ def error_body(message: str, status: int, param: str | None = None) -> dict:
 
 
 def _decode_image_url(url: str):
-    from PIL import Image
+    from verl_ext.image_io import ImageError, decode_rgb
 
     if url.startswith("data:"):
         header, sep, payload = url.partition(",")
@@ -64,11 +63,9 @@ def _decode_image_url(url: str):
     else:
         raise RequestError("image_url must be a data: or file: URL (this server never fetches)", param="url")
     try:
-        image = Image.open(io.BytesIO(data))
-        image.load()
-    except Exception as exc:
-        raise RequestError(f"image_url does not hold a readable image: {exc}", param="url") from exc
-    return image.convert("RGB")
+        return decode_rgb(data)  # the decoder every stage shares
+    except ImageError as exc:
+        raise RequestError(f"image_url does not hold a usable image ({exc})", param="url") from exc
 
 
 def parse_messages(messages) -> tuple[list[dict], list]:

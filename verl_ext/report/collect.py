@@ -50,7 +50,7 @@ class GalleryItem:
     num_samples: int
     num_unparsed: int | None
     votes: list[tuple[str, int]]  # (answer, count), most common first; "∅" = no parsable answer
-    reason: str  # kept | too_easy | too_hard | no_answer | unparsable
+    reason: str  # kept | too_easy | too_hard | no_answer | unparsable | too_long
 
     @property
     def kept(self) -> bool:

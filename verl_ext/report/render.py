@@ -27,6 +27,7 @@ REASON_COLORS = {
     "too_hard": "#d62728",
     "no_answer": "#ff7f0e",
     "unparsable": "#7f7f7f",
+    "too_long": "#9467bd",
 }
 STAGE_ORDER = ("questioner", "questioner_merge", "generate", "pseudo_label", "filter", "reasoner", "reasoner_merge")
 
