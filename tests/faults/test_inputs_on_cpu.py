@@ -199,3 +199,17 @@ def test_the_real_engine_counts_tokens_with_its_tokenizer(tiny_vlm_path):
     text = "How many red circles are in the picture? " * 20
     expected = len(AutoTokenizer.from_pretrained(str(tiny_vlm_path)).encode(text, add_special_tokens=False))
     assert engine.text_tokens(text) == expected > 20
+
+
+@pytest.mark.slow
+def test_an_over_long_question_to_the_frozen_reasoner_is_a_counted_failure(tiny_vlm_path, synthetic_images):
+    from verl_ext.inference.openai_server import serve_model
+    from verl_ext.plugins.reasoner_client import ReasonerClient
+
+    image = synthetic_images[0][0]
+    with serve_model(tiny_vlm_path, max_prompt_tokens=200) as url:
+        client = ReasonerClient(base_url=url, num_samples=2, max_tokens=4, top_k=40, max_retries=2)
+        short, long = client.sample_many_sync([("How many shapes?", image), ("How many shapes? " * 2000, image)])
+    assert short.ok and len(short.texts) == 2
+    assert not long.ok and long.texts == [] and long.attempts == 1  # a 400: permanent, not retried
+    assert "limit of 200" in long.error
