@@ -201,7 +201,9 @@ def _usable_images(images: list, base_dir: Path | None) -> tuple[list, str | Non
 
 def _rows_from(spec: Benchmark, source: DataSource) -> tuple[list[dict], Path | None]:
     """The rows of a source; the registry's default hub name falls back to the benchmark's mirrors."""
-    names = spec.hf_names if source.source in spec.hf_names else (source.source,)
+    names = (source.source,)
+    if source.source in spec.hf_names:  # the name given first, then the other mirrors
+        names += tuple(n for n in spec.hf_names if n != source.source)
     errors = []
     for name in names:
         try:
