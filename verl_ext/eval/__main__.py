@@ -7,7 +7,8 @@
     python -m verl_ext.eval --run R --protocol visplay --data-root /data/visplay   # the reference's protocol
 
 Writes `results.json`, `table.md`, `table.csv` and per-item caches into --out (default RUN/eval, or
-evals/<label> for --model): a re-run generates, scores and judges only what is new.
+evals/<label> for --model; RUN/eval-visplay, evals/<label>-visplay under --protocol visplay): a re-run generates,
+scores and judges only what is new. docs/eval.md lists the rule each benchmark is scored by.
 """
 
 from __future__ import annotations
@@ -261,8 +262,12 @@ def main(argv: list[str] | None = None) -> int:
             if judge_cfg is not None:
                 judge_cfg.mmvet_prompt = official_mmvet_prompt(args.mmvet_grader_prompt or jc.get("mmvet_prompt_file"))
         sources = resolve_sources(args, cfg, recipe)
-        default_out = "eval" if args.protocol == "official" else f"eval-{args.protocol}"
-        out = Path(args.out) if args.out else (Path(args.run) / default_out if args.run else Path("evals") / labels[0])
+        suffix = "" if args.protocol == "official" else f"-{args.protocol}"  # one protocol never overwrites another
+        out = (
+            Path(args.out)
+            if args.out
+            else (Path(args.run) / f"eval{suffix}" if args.run else Path("evals") / f"{labels[0]}{suffix}")
+        )
         results = evaluate(checkpoints, sources, out, gen_cfg, judge_cfg, base_label=args.base, protocol=args.protocol)
     except (DataError, JudgeConfigError, FileNotFoundError, KeyError, ValueError, OSError) as exc:
         print(f"error: {exc}", file=sys.stderr)
