@@ -129,3 +129,38 @@ def test_benchmark_fixtures_are_sealed_and_rebuilt_when_damaged(tmp_path):
     victim.write_bytes(good[:100])  # torn
     assert data_mod.testkit_data_root(tmp_path) == root and victim.read_bytes() == good
     assert (root / "visplay" / "MLLM_test" / "test.parquet").is_file()
+
+
+def test_an_image_that_fails_to_decode_while_generating_is_skipped_not_fatal(tmp_path, monkeypatch):
+    """A truncated JPEG passes the header check at load time and fails when decoded for the model: the item is
+    skipped and named, the others are evaluated."""
+    import io
+
+    from PIL import Image
+
+    from verl_ext.eval import runner
+    from verl_ext.eval.generate import GenerationConfig
+
+    folder, jsonl = _release(tmp_path)
+    buf = io.BytesIO()
+    Image.effect_noise((64, 64), 50).convert("RGB").save(buf, "JPEG")
+    (folder / "images" / "cut.jpg").write_bytes(buf.getvalue()[: len(buf.getvalue()) // 2])
+    _rewrite_rows(jsonl, lambda rows: rows[1].update(image="images/cut.jpg"))
+    model = tmp_path / "model"
+    model.mkdir()
+    (model / "config.json").write_text("{}")
+    seen = []
+
+    def canned(path, cfg, prompts, images, log=print):
+        seen.extend(prompts)
+        return ["\\boxed{A}"] * len(prompts)
+
+    monkeypatch.setattr(runner, "generate_for_checkpoint", canned)
+    source = DataSource("mmstar", str(folder), "val")
+    res = runner.evaluate(
+        [runner.Checkpoint("m", str(model))], [source], tmp_path / "out", GenerationConfig(), log=print
+    )
+    assert len(seen) == 3
+    assert res["data"]["mmstar"]["skip_reasons"] == {"corrupt": 1}
+    assert res["data"]["mmstar"]["skipped_items"] == [{"id": "1", "reason": "corrupt"}]
+    assert res["scores"]["mmstar"]["m"]["rule"]["n"] == 3

@@ -232,3 +232,13 @@ def test_a_real_model_as_judge_gives_garbage_which_counts_as_failed(tiny_vlm_ser
         else:  # a random model may, rarely, emit a readable word: then it is a verdict, parsed like any other
             assert v.score in (0.0, 1.0) or 0.0 <= v.score <= 1.0
     assert client.calls >= 3
+
+
+def test_a_judge_that_always_says_not_correct_scores_nothing(scripted_endpoint):
+    """The old parser read "Not correct." as CORRECT: the judge row said 100.0 for every checkpoint."""
+    with scripted_endpoint(lambda body, i: (200, "Not correct.")) as ep:
+        client = JudgeClient(config(ep.url, max_attempts=2), sleep=lambda s: None)
+        verdicts = client.judge_many([(str(i), f"prompt {i}", "binary") for i in range(3)])
+        client.close()
+    assert all(v.score is None and v.error == "no verdict in the reply" for v in verdicts.values())
+    assert len(ep.requests) == 6  # each retried once, then counted as failed

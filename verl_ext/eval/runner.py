@@ -14,6 +14,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from verl_ext.atomic_io import atomic_write_json
+from verl_ext.image_io import ImageError
 
 from .benchmarks import Benchmark, EvalItem, get_benchmark
 from .cache import JsonlStore, digest, model_fingerprint
@@ -160,7 +161,7 @@ def evaluate(
         "base": base_label or (checkpoints[0].label if checkpoints else None),
         "benchmarks": [b.spec.name for b in benches],
         "titles": {b.spec.name: b.spec.title for b in benches},
-        "data": {b.spec.name: {**b.source.describe(), **b.summary} for b in benches},
+        "data": {},  # filled at the end: an image that fails to decode while generating is counted there too
         "generation": {**asdict(gen_cfg), "engine": gen_cfg.resolved_engine()},
         "judge": judge_cfg.describe() if judge_cfg else None,
         "scores": {b.spec.name: {} for b in benches},
@@ -193,12 +194,24 @@ def evaluate(
     finally:
         if judge is not None:
             judge.close()
+    results["data"] = {b.spec.name: {**b.source.describe(), **b.summary} for b in benches}
     results["seconds"] = round(time.monotonic() - started, 1)
     out_dir.mkdir(parents=True, exist_ok=True)
     atomic_write_json(out_dir / RESULTS_NAME, results)
     write_tables(results, out_dir)
     log(f"[eval] results: {out_dir / RESULTS_NAME}, table: {out_dir / 'table.md'}")
     return results
+
+
+def _drop_item(b: _Bench, item: EvalItem, reason: str, log) -> None:
+    """Take an item out of the evaluation (every checkpoint) with a counted, named reason."""
+    index = next(i for i, it in enumerate(b.items) if it is item)
+    del b.items[index], b.prompts[index]
+    s = b.summary
+    s["items"], s["skipped"] = s["items"] - 1, s["skipped"] + 1
+    s.setdefault("skip_reasons", {})[reason] = s.get("skip_reasons", {}).get(reason, 0) + 1
+    s.setdefault("skipped_items", []).append({"id": item.id, "reason": reason})
+    log(f"[eval] {b.spec.title}: item {item.id} skipped: its image does not decode ({reason})")
 
 
 def _fill_responses(ckpt, fp, benches, stores, gen_cfg, log) -> None:
@@ -216,7 +229,17 @@ def _fill_responses(ckpt, fp, benches, stores, gen_cfg, log) -> None:
         return
     log(f"[eval] {ckpt.label}: generating {len(pending)} of {total} responses ({ckpt.path})")
     started = time.monotonic()
-    images = [combine_images(item.images, gen_cfg) for _, item, _, _ in pending]
+    images, decodable = [], []
+    for entry in pending:
+        b, item = entry[0], entry[1]
+        try:
+            images.append(combine_images(item.images, gen_cfg))
+            decodable.append(entry)
+        except ImageError as exc:  # passed the header check at load time, fails to decode: skip it, name it
+            _drop_item(b, item, exc.reason, log)
+    pending = decodable
+    if not pending:
+        return
     responses = generate_for_checkpoint(ckpt.path, gen_cfg, [p for _, _, p, _ in pending], images, log)
     by_bench: dict[str, list[dict]] = {}
     for (b, item, _, key), response in zip(pending, responses, strict=True):
