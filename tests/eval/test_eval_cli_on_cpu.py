@@ -65,7 +65,7 @@ def test_eval_run_end_to_end_with_cache_and_judge(
     md = (out / "table.md").read_text()
     lines = [ln for ln in md.splitlines() if ln.startswith("|")]
     assert lines[0] == "| benchmark | scorer | base | iter_1 | iter_2 | items |"  # not "base (base)"
-    assert len(lines) == 2 + 7 + 2 + 1 and "**average (7 benchmarks)**" in lines[-1]
+    assert len(lines) == 2 + 7 + 2 + 1 and "**average (7 benchmarks, official protocol)**" in lines[-1]
     assert "| HallusionBench fAcc | rule |" in md and "| HallusionBench qAcc | rule |" in md
     assert "Protocol: official" in md
     assert "(+" in md or "(-" in md or "(+0.0)" in md  # deltas to the base
@@ -173,6 +173,6 @@ def test_protocol_visplay_on_the_references_data_layout(eval_run, private_cache,
     assert all("Answer to be judged: B." in body["messages"][-1]["content"] for _, body in ep.requests)
     md = (out / "table.md").read_text()
     micro = round(100.0 * sum(right.values()) / (2 * len(VISPLAY_SETS)), 1)
-    assert f"**micro average ({len(VISPLAY_SETS)} benchmarks)** | rule | {micro:.1f}" in md
+    assert f"**micro average ({len(VISPLAY_SETS)} benchmarks, visplay protocol)** | rule | {micro:.1f}" in md
     assert "Protocol: visplay" in md
     assert (eval_run / "eval" / "results.json").is_file()  # the official results are left alone

@@ -140,7 +140,7 @@ def table_rows(results: dict) -> list[dict]:
                     if lab != base:
                         cells[lab]["delta"] = round(cells[lab]["score"] - cells[base]["score"], 2)
             kind = "micro average" if micro else "average"
-            title = f"{kind} ({len(complete)} benchmarks)"
+            title = f"{kind} ({len(complete)} benchmarks, {results.get('protocol', 'official')} protocol)"
             rows.append(
                 {"benchmark": "average", "title": title, "scorer": scorer, "cells": cells, "in_average": False}
             )
