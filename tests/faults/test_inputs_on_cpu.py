@@ -213,3 +213,21 @@ def test_an_over_long_question_to_the_frozen_reasoner_is_a_counted_failure(tiny_
     assert short.ok and len(short.texts) == 2
     assert not long.ok and long.texts == [] and long.attempts == 1  # a 400: permanent, not retried
     assert "limit of 200" in long.error
+
+
+def test_no_module_but_image_io_opens_images():
+    """The one-decoder rule, kept: any `Image.open` outside image_io would be a second decoder with its own modes."""
+    import ast
+    from pathlib import Path
+
+    import verl_ext
+
+    package = Path(verl_ext.__file__).parent
+    offenders = []
+    for path in sorted(package.rglob("*.py")):
+        if path == package / "image_io.py":
+            continue
+        for node in ast.walk(ast.parse(path.read_text(), filename=str(path))):
+            if isinstance(node, ast.Attribute) and node.attr == "open" and getattr(node.value, "id", None) == "Image":
+                offenders.append(f"{path.relative_to(package)}:{node.lineno}")
+    assert offenders == []
