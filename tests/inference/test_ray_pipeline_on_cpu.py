@@ -95,7 +95,8 @@ def _rows(path):
 def test_two_nodes_give_the_in_process_rows_and_each_actor_works(cluster, tiny_vlm_path, image_parquet, tmp_path):
     # 2 images (items) for 2 actors, 3 questions each: the edge of "items >= actors"
     argv = ["generate", "--model", str(tiny_vlm_path), "--images", str(image_parquet), "--num-questions", "6",
-            "--images-per-iteration", "2", "--shards", "1", "--max-new-tokens", "12", "--engine-actors", "2", *SMALL]  # fmt: skip
+            "--images-per-iteration", "2", "--shards", "1", "--max-new-tokens", "12", "--engine-actors", "2",
+            *SMALL]  # fmt: skip
     assert infer.main([*argv, "--out-dir", str(tmp_path / "local"), "--runner", "inprocess"]) == 0
     assert infer.main([*argv, "--out-dir", str(tmp_path / "ray"), "--runner", "ray"]) == 0
     local, distributed = _rows(tmp_path / "local/questions.parquet"), _rows(tmp_path / "ray/questions.parquet")
@@ -120,7 +121,8 @@ def test_a_killed_pipeline_resumes_without_duplicates(cluster, tiny_vlm_path, im
     }
     pq.write_table(pa.table(questions), tmp_path / "questions.parquet")
     argv = ["pseudo-label", "--model", str(tiny_vlm_path), "--questions", str(tmp_path / "questions.parquet"),
-            "--m", "4", "--top-k", "40", "--max-new-tokens", "24", "--shards", "8", "--engine-actors", "2", *SMALL]  # fmt: skip
+            "--m", "4", "--top-k", "40", "--max-new-tokens", "24", "--shards", "8", "--engine-actors", "2",
+            *SMALL]  # fmt: skip
     assert infer.main([*argv, "--out-dir", str(tmp_path / "local"), "--runner", "inprocess"]) == 0
 
     # A driver of its own, killed (SIGKILL: no cleanup) once the first fragment is written.

@@ -54,9 +54,7 @@ def seeded_sampler(torch, seeds: list[int], sampling: Sampling):
                 drop[..., -1:] = False  # keep at least the most likely token
                 logits = logits.masked_fill(drop.scatter(-1, order, drop), float("-inf"))
             probs = logits.softmax(dim=-1)
-            chosen = torch.stack(
-                [torch.multinomial(probs[r], 1, generator=g) for r, g in enumerate(self.generators)]
-            )
+            chosen = torch.stack([torch.multinomial(probs[r], 1, generator=g) for r, g in enumerate(self.generators)])
             return torch.full_like(scores, float("-inf")).scatter_(-1, chosen, 0.0)
 
     return SeededSampler()
@@ -153,7 +151,8 @@ class HFEngine:
                 generated = self.model.generate(
                     **inputs, generation_config=config, logits_processor=LogitsProcessorList([sampler])
                 )
-            decoded = self.processor.batch_decode(generated[:, inputs["input_ids"].shape[1] :], skip_special_tokens=True)
+            new_tokens = generated[:, inputs["input_ids"].shape[1] :]
+            decoded = self.processor.batch_decode(new_tokens, skip_special_tokens=True)
             out.extend(decoded[i * n : (i + 1) * n] for i in range(len(batch)))
         return out
 

@@ -32,6 +32,7 @@ from verl_ext.visplay.records import PSEUDO_LABEL_COLUMNS, QUESTION_COLUMNS
 
 from .engines import HFEngine, Request, Sampling, VLLMEngine
 from .fragments import SHARD_DIR, fragment_count, remove_stale_temps
+
 # Question columns a pseudo-label row carries over unchanged.
 CARRIED_COLUMNS = ("id", "source_image_id", "image", "question", "question_type", "iteration", "questioner_checkpoint")
 OUTPUT_NAME = {"generate": "questions.parquet", "pseudo_label": "labels.parquet"}
