@@ -148,3 +148,38 @@ def test_a_killed_pipeline_resumes_without_duplicates(cluster, tiny_vlm_path, im
     assert len(labels["id"]) == n == len(set(labels["id"]))  # no duplicates, none missing
     assert labels == local  # and the rows a single uninterrupted process writes
     assert labels["num_samples"] == [0 if i % 4 == 0 else 4 for i in range(n)]
+
+
+def test_a_vllm_actor_seeds_each_request_by_its_item(tiny_vlm_path, image_parquet, tmp_path, monkeypatch):
+    """The vLLM engine actor's code path, with a stand-in `vllm` module (no GPU here): the engine gets the recipe's
+    tensor parallelism and one image per prompt; every request carries its item's seed and its question count."""
+    import types
+
+    calls: dict = {"params": []}
+
+    class LLM:
+        def __init__(self, **kwargs):
+            calls["llm"] = kwargs
+
+        def generate(self, prompts, params, use_tqdm=False):
+            assert all(p["multi_modal_data"]["image"] is not None for p in prompts)
+            texts = [[types.SimpleNamespace(text=f"<type>numerical</type> q{k}") for k in range(p.n)] for p in params]
+            return [types.SimpleNamespace(outputs=t) for t in texts]
+
+    def sampling_params(**kwargs):
+        calls["params"].append(kwargs)
+        return types.SimpleNamespace(**kwargs)
+
+    monkeypatch.setitem(sys.modules, "vllm", types.SimpleNamespace(LLM=LLM, SamplingParams=sampling_params))
+    argv = ["generate", "--model", str(tiny_vlm_path), "--images", str(image_parquet), "--out-dir", str(tmp_path),
+            "--num-questions", "10", "--engine", "vllm", "--tensor-parallel-size", "2", "--engine-actors", "2",
+            "--iteration", "1", "--seed", "7"]  # fmt: skip
+    args = infer.build_parser().parse_args(argv)
+    ranges, _ = infer.stage_plan(args, "generate")  # the driver records the plan before the actors start
+    worker = ray_pipeline.FragmentWorker(args, "generate")
+    assert calls["llm"]["tensor_parallel_size"] == 2 and calls["llm"]["limit_mm_per_prompt"] == {"image": 1}
+    out = worker({"fragment": [0]})
+    assert out["fragment"] == [0] and out["rows"][0] > 0 and (tmp_path / "shards/shard-00000.parquet").is_file()
+    ids = pq.read_table(image_parquet).column("id").to_pylist()[: ranges[0][1]]
+    assert [p["seed"] for p in calls["params"]] == [infer.item_seed(7, 1, "generate", i) for i in ids]
+    assert sum(p["n"] for p in calls["params"]) >= out["rows"][0]

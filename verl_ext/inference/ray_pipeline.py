@@ -107,7 +107,7 @@ def _configure_threads(args) -> None:
 def _node_id() -> str:
     import ray
 
-    return ray.get_runtime_context().get_node_id()
+    return ray.get_runtime_context().get_node_id() if ray.is_initialized() else ""
 
 
 def run_fragments(args, stage: str, todo: list[int]) -> dict:
