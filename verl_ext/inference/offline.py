@@ -114,25 +114,24 @@ def select_images(num_images: int, num_questions: int, per_iteration: int | None
 
 
 def read_rows(path: str | Path, rows: list[int], columns: list[str]) -> dict[str, list]:
-    """`columns` of the given rows (ascending indices) of a parquet file, streamed batch by batch: a worker holds
-    only its own shard's images, never the whole file."""
-    wanted = iter(rows)
-    nxt = next(wanted, None)
+    """`columns` of the given rows (ascending indices) of a parquet file, reading only the row groups that hold them
+    (the images stage writes groups of 64 rows): a fragment's engine reads its own images, not the whole file."""
+    file = pq.ParquetFile(path)
     out: dict[str, list] = {c: [] for c in columns}
-    offset = 0
-    for batch in pq.ParquetFile(path).iter_batches(batch_size=256, columns=columns):
-        end = offset + batch.num_rows
+    i, offset = 0, 0
+    for group in range(file.metadata.num_row_groups):
+        if i == len(rows):
+            break
+        end = offset + file.metadata.row_group(group).num_rows
         take = []
-        while nxt is not None and nxt < end:
-            take.append(nxt - offset)
-            nxt = next(wanted, None)
+        while i < len(rows) and rows[i] < end:
+            take.append(rows[i] - offset)
+            i += 1
         if take:
-            part = batch.take(pa.array(take)).to_pydict()
+            part = file.read_row_group(group, columns=columns).take(pa.array(take)).to_pydict()
             for c in columns:
                 out[c].extend(part[c])
         offset = end
-        if nxt is None:
-            break
     return out
 
 
