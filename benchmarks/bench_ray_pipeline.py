@@ -45,6 +45,7 @@ def main() -> int:
     questions, tokens = (8, 16) if args.quick else (48, 64)
     os.environ.setdefault("OMP_NUM_THREADS", "1")
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    ray_pipeline.offline_env()
     import ray
 
     with tempfile.TemporaryDirectory() as tmp:

@@ -73,6 +73,7 @@ def test_actor_pool_per_engine():
 @pytest.fixture(scope="module")
 def cluster():
     """Two Ray nodes of one CPU each, this process connected as the driver; both torn down after the module."""
+    ray_pipeline.offline_env()
     import ray
     from ray.cluster_utils import Cluster
 

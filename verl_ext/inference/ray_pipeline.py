@@ -23,6 +23,14 @@ from pathlib import Path
 
 ACTOR_START_TIMEOUT_S = 3600  # model loading on every actor before any fragment is dispatched
 PACKAGE_ROOT = str(Path(__file__).resolve().parents[2])
+# Offline by default: no usage reports from Ray, and no Ray Data metrics poller (it queries a Prometheus server that
+# a job's cluster does not run). Set these in the environment to choose otherwise.
+OFFLINE_ENV = {"RAY_USAGE_STATS_ENABLED": "0", "RAY_DATA_USAGE_DISABLED": "1"}
+
+
+def offline_env() -> None:
+    for key, value in OFFLINE_ENV.items():
+        os.environ.setdefault(key, value)
 
 
 def actor_resources(args) -> dict:
@@ -56,6 +64,7 @@ def runtime_env() -> dict:
 def ray_session(address: str | None = None):
     """Join the Ray cluster (`address`, else $RAY_ADDRESS) or start a local one; disconnect or stop it after. A Ray
     already initialised in this process (a test's cluster) is used as it is and left running."""
+    offline_env()
     import ray
 
     if ray.is_initialized():
