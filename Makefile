@@ -77,10 +77,12 @@ test:
 bench:
 	$(PYTHON) benchmarks/bench_repetition_penalty.py
 	$(PYTHON) benchmarks/bench_majority_vote.py
+	$(PYTHON) benchmarks/bench_ray_pipeline.py
 
 bench-quick:
 	$(PYTHON) benchmarks/bench_repetition_penalty.py --quick
 	$(PYTHON) benchmarks/bench_majority_vote.py --quick
+	$(PYTHON) benchmarks/bench_ray_pipeline.py --quick
 
 quality:
 	$(PYTHON) -m ruff check verl_ext tests benchmarks

@@ -64,7 +64,7 @@ def test_one_gpu_chain_is_planned_small(dry_run):
     assert q["trainer.total_training_steps"] == "2" and q["trainer.n_gpus_per_node"] == "1"
     assert q["reward.reward_model.enable"] == "True" and q["reward.reward_model.enable_resource_pool"] == "False"
     gen = _argv(blocks["1:generate"])
-    assert gen[gen.index("--data-parallel-size") + 1] == "1" and gen[gen.index("--num-questions") + 1] == "32"
+    assert gen[gen.index("--engine-actors") + 1] == "1" and gen[gen.index("--num-questions") + 1] == "32"
 
 
 @pytest.mark.slow  # composes verl's config

@@ -59,3 +59,15 @@ def test_read_rows_returns_only_the_asked_rows(tmp_path, monkeypatch):
     # the whole file is never materialised
     monkeypatch.setattr(pq, "read_table", lambda *a, **k: pytest.fail("read the whole table"))
     assert infer.read_rows(path, [0], ["id"])["id"] == ["0"]
+
+
+def test_read_rows_skips_the_row_groups_it_does_not_need(tmp_path, monkeypatch):
+    path = tmp_path / "images.parquet"
+    pq.write_table(pa.table({"id": [str(i) for i in range(640)], "image": [b"x"] * 640}), path, row_group_size=64)
+    read = []
+    original = pq.ParquetFile.read_row_group
+    monkeypatch.setattr(
+        pq.ParquetFile, "read_row_group", lambda self, g, **kw: read.append(g) or original(self, g, **kw)
+    )
+    assert infer.read_rows(path, [130, 140, 600], ["id"])["id"] == ["130", "140", "600"]
+    assert read == [2, 9]  # rows 128..191 and 576..639 only

@@ -1,4 +1,5 @@
-"""Offline generation / pseudo-labelling with the HF engine on the tiny VLM: schemas, provenance, per-shard resume."""
+"""Offline generation / pseudo-labelling with the HF engine on the tiny VLM (in-process runner): schemas, provenance,
+per-fragment resume, and per-request seeds that make a request's samples independent of its batch."""
 
 import json
 
@@ -12,6 +13,8 @@ from verl_ext.visplay.records import PSEUDO_LABEL_COLUMNS, QUESTION_COLUMNS
 pytestmark = pytest.mark.slow  # loads the tiny model and imports verl's dataset module (~20 s on 2 busy cores)
 
 SMALL = [
+    "--runner",
+    "inprocess",
     "--engine",
     "hf",
     "--max-new-tokens",
@@ -40,14 +43,16 @@ def test_generate_resumes_per_shard_and_pseudo_label(tiny_vlm_path, image_parque
     assert first.column_names[: len(QUESTION_COLUMNS)] == list(QUESTION_COLUMNS)
     ids = first.column("id").to_pylist()
     assert len(ids) == 10 and len(set(ids)) == 10  # 8 images: 2 of them get a second question
-    assert first.column("shard").to_pylist() == [0] * 5 + [1] * 5  # balanced by question count: 2+2+1 | 1+1+1+1+1
+    # 4 fragments for 1 engine (FRAGMENTS_PER_ACTOR), contiguous and none empty
+    shards = first.column("shard").to_pylist()
+    assert shards == sorted(shards) and set(shards) == {0, 1, 2, 3}
     prov = json.loads((out / "provenance.json").read_text())
-    assert prov["rows"] == 10 and len(set(prov["shard_seeds"])) == 2
+    assert prov["rows"] == 10 and prov["fragments"] == 4 and prov["runner"] == "inprocess"
 
-    # A restart redoes only the missing shard, and with its own seed gives the same rows again.
+    # A restart redoes only the missing fragment, and with its requests' own seeds gives the same rows again.
     shard0 = out / "shards/shard-00000.parquet"
     mtime = shard0.stat().st_mtime_ns
-    (out / "shards/shard-00001.parquet").unlink()
+    (out / "shards/shard-00002.parquet").unlink()
     (out / "questions.parquet").unlink()
     assert infer.main(argv) == 0
     assert shard0.stat().st_mtime_ns == mtime
@@ -70,3 +75,19 @@ def test_generate_resumes_per_shard_and_pseudo_label(tiny_vlm_path, image_parque
     assert all(len(a) == 3 for a in rows["answers"][::2]) and rows["answers"][1::2] == [None] * 5
     assert all(c is not None and 0.0 <= c <= 1.0 for c in rows["confidence"][::2])
     assert rows["pseudo_label"][1::2] == [None] * 5
+
+
+def test_a_requests_samples_do_not_depend_on_its_batch(tiny_vlm_path, synthetic_images):
+    from verl_ext.inference.engines import HFEngine, Request, Sampling
+
+    requests = [Request("Ask a question" + " please" * i, image) for i, (image, _) in enumerate(synthetic_images[:4])]
+    seeds = [11, 12, 13, 14]
+    sampling = Sampling(n=3, temperature=1.0, top_p=0.95, top_k=40, max_new_tokens=12)
+    engine = HFEngine(str(tiny_vlm_path), batch_size=4)
+    together = engine.sample(requests, sampling, seeds)  # one padded batch of 4 x 3 rows
+    engine.batch_size = 1
+    alone = engine.sample(requests, sampling, seeds)
+    assert together == alone
+    assert engine.sample(requests[2:], sampling, seeds[2:]) == together[2:]  # other neighbours, same texts
+    assert len({t for texts in together for t in texts}) > 4  # sampled, not greedy: the samples differ
+    assert engine.sample(requests[:1], sampling, [99]) != together[:1]  # and follow the seed

@@ -66,6 +66,9 @@ def test_every_stage_runs_and_writes_its_artifacts(tiny_run, warmed):
     kept = pq.read_table(run_dir / "iter_1/filter/train.parquet").num_rows
     assert kept >= 1  # a non-empty band
     assert stages["1:reasoner"]["summary"]["rows"] == kept
+    for stage in ("generate", "pseudo_label"):  # through the Ray Data runner: one HF engine actor on a local Ray
+        provenance = json.loads((run_dir / f"iter_1/{stage}/provenance.json").read_text())
+        assert provenance["runner"] == "ray" and len(provenance["pipeline"]["actors"]) == 1
 
 
 @pytest.mark.parametrize("role", ["questioner", "reasoner"])

@@ -220,15 +220,19 @@ def merge_command(checkpoint_dir: Path, step: int, target_dir: Path, recipe: Rec
     return Command(argv=argv, description="verl model merger (FSDP -> Hugging Face)")
 
 
-def inference_data_parallel_size(recipe: Recipe) -> int:
-    """Offline engines (generation, pseudo-labelling): resources.inference_gpus of the head node, tp GPUs each."""
+def inference_engine_actors(recipe: Recipe) -> int:
+    """Offline engines (generation, pseudo-labelling) across the cluster: resources.inference_gpus on each of the
+    nnodes nodes, one engine actor per inference_tensor_parallel_size GPUs; at least one (the HF engine on CPU)."""
     res = recipe.resources
-    return max(1, res.inference_gpus // res.inference_tensor_parallel_size)
+    return max(1, res.nnodes * res.inference_gpus // res.inference_tensor_parallel_size)
 
 
-def _on_head_node(recipe: Recipe) -> str:
-    n = recipe.resources.nnodes
-    return f" on the head node ({recipe.resources.inference_gpus} of its GPUs; nnodes = {n})" if n > 1 else ""
+def _where(recipe: Recipe) -> str:
+    res = recipe.resources
+    if res.inference_runner == "inprocess":
+        return " (one engine, in-process)"
+    actors, n = inference_engine_actors(recipe), res.nnodes
+    return f" on {actors} engine actor(s) over the Ray cluster ({n} node{'s' if n > 1 else ''})"
 
 
 def _infer_common(recipe: Recipe, spec: StageSpec, engine: str) -> list[str]:
@@ -240,12 +244,12 @@ def _infer_common(recipe: Recipe, spec: StageSpec, engine: str) -> list[str]:
         "--min-pixels", str(recipe.images.min_pixels),
         "--max-pixels", str(recipe.images.max_pixels),
         "--engine", engine,
+        # Ray Data over the cluster the stage finds ($RAY_ADDRESS, set by the Slurm recipe), else a local Ray.
+        "--runner", res.inference_runner,
+        "--engine-actors", str(inference_engine_actors(recipe)),
     ]  # fmt: skip
     if engine == "vllm":
-        # One node: the engines see only the GPUs of the node the loop runs on (the head node of a multi-node job).
-        # Generation across the cluster is not implemented; training stages use every node.
         args += [
-            "--data-parallel-size", str(inference_data_parallel_size(recipe)),
             "--tensor-parallel-size", str(res.inference_tensor_parallel_size),
             "--gpu-memory-utilization", str(res.gpu_memory_utilization),
         ]  # fmt: skip
@@ -277,7 +281,7 @@ def generate_command(
         *_prompt_args("--prompt-template", recipe.prompts.questioner),
         *_infer_common(recipe, spec, engine),
     ]  # fmt: skip
-    desc = f"generate {g.num_questions} questions with Q_{spec.iteration}{_on_head_node(recipe)}"
+    desc = f"generate {g.num_questions} questions with Q_{spec.iteration}{_where(recipe)}"
     return Command(argv=argv, description=desc)
 
 
@@ -300,5 +304,5 @@ def pseudo_label_command(
         *_prompt_args("--prompt-template", recipe.prompts.reasoner),
         *_infer_common(recipe, spec, engine),
     ]  # fmt: skip
-    desc = f"pseudo-label with S_{spec.iteration - 1}, m = {p.m}{_on_head_node(recipe)}"
+    desc = f"pseudo-label with S_{spec.iteration - 1}, m = {p.m}{_where(recipe)}"
     return Command(argv=argv, description=desc)

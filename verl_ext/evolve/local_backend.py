@@ -2,7 +2,8 @@
 
 For `recipes/tiny.yaml` and laptops. Same core, prompts, rewards and artifacts as the verl backend: the questioner's
 frozen reasoner runs in-process (one model per stage), generation and pseudo-labelling run `verl_ext.inference`
-with its hf engine, and checkpoints are HF model dirs from the start (merge only links them into place).
+with its hf engine (called in-process; by default its Ray runner starts a local Ray with HF engine actors), and
+checkpoints are HF model dirs from the start (merge only links them into place).
 """
 
 from __future__ import annotations
@@ -192,7 +193,7 @@ class LocalBackend:
 
         cmd = self.infer_command(ctx)
         configure_threads(_approx_params(resolve_model(ctx.input("model"))))
-        ctx.log(f"[evolve] {ctx.spec.key}: {cmd.description} (hf engine, in-process)")
+        ctx.log(f"[evolve] {ctx.spec.key}: {cmd.description} (hf engine)")
         code = infer.main(cmd.argv[3:])  # without `python -m verl_ext.inference`
         if code:
             raise RuntimeError(f"stage {ctx.spec.key}: verl_ext.inference exited with {code}")
@@ -253,7 +254,7 @@ class LocalBackend:
         if spec.name not in ("generate", "pseudo_label"):
             raise ValueError(f"local backend has no stage {spec.name}")
         cmd = self.infer_command(ctx, planning=True)
-        return [f"# in-process (local), equivalent to: {cmd.description}", cmd.render()]
+        return [f"# called in-process (local), equivalent to: {cmd.description}", cmd.render()]
 
 
 def _approx_params(model_dir: str) -> int:

@@ -199,10 +199,13 @@ class ResourcesConfig:
     questioner_train_gpus: int = _f(4, ge=0)  # per node: actor + rollout of the questioner stage
     questioner_reasoner_gpus: int = _f(4, ge=0)  # per node: frozen-reasoner pool (reasoner_service = pool)
     reasoner_train_gpus: int = _f(8, ge=0)  # per node: the reasoner stage
-    inference_gpus: int = _f(8, ge=0)  # generation / pseudo-labelling: data-parallel engines
+    inference_gpus: int = _f(8, ge=0)  # per node: generation / pseudo-labelling engines (every node of the cluster)
     rollout_tensor_parallel_size: int = _f(2, ge=1)  # vLLM rollout engines of the training stages
     inference_tensor_parallel_size: int = _f(1, ge=1)  # generation / pseudo-labelling / frozen-reasoner engines
     gpu_memory_utilization: float = _f(0.6, gt=0, le=1)
+    # Generation / pseudo-labelling: `ray` = a Ray Data pipeline, engine actors over the Ray cluster ($RAY_ADDRESS)
+    # or a local Ray started for the stage; `inprocess` = one engine in the stage's process (the fallback). Same rows.
+    inference_runner: Literal["ray", "inprocess"] = "ray"
 
 
 @dataclass(frozen=True)

@@ -4,6 +4,8 @@
 
 from __future__ import annotations
 
+import hashlib
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 
@@ -20,6 +22,42 @@ class Sampling:
 class Request:
     prompt: str  # the user text; the image goes before it in the same user message (as in training)
     image: object  # PIL image
+
+
+def sample_seed(request_seed: int, j: int) -> int:
+    """The seed of sample j of a request: a pure function of the request's own seed (never of its batch)."""
+    digest = hashlib.sha256(f"{request_seed}/{j}".encode()).digest()
+    return int.from_bytes(digest[:8], "little") & 0x7FFFFFFFFFFFFFFF
+
+
+def seeded_sampler(torch, seeds: list[int], sampling: Sampling):
+    """A transformers logits processor that samples each row from its own generator (temperature, top-k, top-p as
+    HF's warpers apply them) and leaves only the drawn token: greedy decoding over its output is per-row seeded
+    sampling, so a row's text depends on its seed and prompt, not on which rows share its batch."""
+    from transformers import LogitsProcessor
+
+    class SeededSampler(LogitsProcessor):
+        def __init__(self):
+            self.generators = None
+
+        def __call__(self, input_ids, scores):
+            if self.generators is None:
+                self.generators = [torch.Generator(device=scores.device).manual_seed(s) for s in seeds]
+            logits = scores.float() / sampling.temperature
+            if sampling.top_k > 0:
+                kth = torch.topk(logits, min(sampling.top_k, logits.shape[-1]), dim=-1).values[..., -1:]
+                logits = logits.masked_fill(logits < kth, float("-inf"))
+            if sampling.top_p < 1.0:
+                sorted_logits, order = torch.sort(logits, descending=False, dim=-1)
+                cumulative = sorted_logits.softmax(dim=-1).cumsum(dim=-1)
+                drop = cumulative <= (1 - sampling.top_p)
+                drop[..., -1:] = False  # keep at least the most likely token
+                logits = logits.masked_fill(drop.scatter(-1, order, drop), float("-inf"))
+            probs = logits.softmax(dim=-1)
+            chosen = torch.stack([torch.multinomial(probs[r], 1, generator=g) for r, g in enumerate(self.generators)])
+            return torch.full_like(scores, float("-inf")).scatter_(-1, chosen, 0.0)
+
+    return SeededSampler()
 
 
 # --------------------------------------------------------------------------------------------------
@@ -54,7 +92,11 @@ class HFEngine:
         """Tokens of a request's text alone (the chat template and image are counted by image_io.prompt_tokens)."""
         return len(self.processor.tokenizer.encode(prompt, add_special_tokens=False))
 
-    def sample(self, requests: list[Request], sampling: Sampling, seed: int) -> list[list[str]]:
+    def sample(self, requests: list[Request], sampling: Sampling, seed: int | Sequence[int]) -> list[list[str]]:
+        """`n` samples per request. `seed`: one seed per request (each row sampled from its own generator: the
+        texts do not depend on batching), or one int for the whole call (torch's global generator)."""
+        if not isinstance(seed, int):
+            return self._sample_per_request(requests, sampling, list(seed))
         torch = self.torch
         torch.manual_seed(seed)  # one seed per shard; batches run in a fixed order, so a shard is reproducible
         out: list[list[str]] = []
@@ -82,6 +124,42 @@ class HFEngine:
             out.extend(decoded[i * sampling.n : (i + 1) * sampling.n] for i in range(len(batch)))
         return out
 
+    def _inputs(self, batch: list[Request], copies: int):
+        texts = [
+            self.processor.apply_chat_template(chat_messages(r.prompt), add_generation_prompt=True, tokenize=False)
+            for r in batch
+            for _ in range(copies)
+        ]
+        images = [[r.image] for r in batch for _ in range(copies)]
+        return self.processor(text=texts, images=images, padding=True, return_tensors="pt").to(self.device)
+
+    def _sample_per_request(self, requests: list[Request], sampling: Sampling, seeds: list[int]):
+        import copy
+
+        from transformers import LogitsProcessorList
+
+        torch, n = self.torch, sampling.n
+        if len(seeds) != len(requests):
+            raise ValueError(f"{len(seeds)} seeds for {len(requests)} requests")
+        config = copy.deepcopy(self.model.generation_config)
+        config.do_sample, config.num_beams, config.num_return_sequences = False, 1, 1
+        config.temperature = config.top_p = config.top_k = None  # the sampler applies the request's own
+        config.max_new_tokens = sampling.max_new_tokens
+        out: list[list[str]] = []
+        for start in range(0, len(requests), self.batch_size):
+            batch = requests[start : start + self.batch_size]
+            inputs = self._inputs(batch, n)  # each request n times: one row per sample
+            row_seeds = [sample_seed(s, j) for s in seeds[start : start + len(batch)] for j in range(n)]
+            sampler = seeded_sampler(torch, row_seeds, sampling)
+            with torch.no_grad():
+                generated = self.model.generate(
+                    **inputs, generation_config=config, logits_processor=LogitsProcessorList([sampler])
+                )
+            new_tokens = generated[:, inputs["input_ids"].shape[1] :]
+            decoded = self.processor.batch_decode(new_tokens, skip_special_tokens=True)
+            out.extend(decoded[i * n : (i + 1) * n] for i in range(len(batch)))
+        return out
+
 
 class VLLMEngine:
     """vLLM offline `LLM` on the GPUs this process sees (tensor parallel inside, data parallel across processes)."""
@@ -105,8 +183,10 @@ class VLLMEngine:
         """Tokens of a request's text alone (the chat template and image are counted by image_io.prompt_tokens)."""
         return len(self.processor.tokenizer.encode(prompt, add_special_tokens=False))
 
-    def sample(self, requests: list[Request], sampling: Sampling, seed: int) -> list[list[str]]:
+    def sample(self, requests: list[Request], sampling: Sampling, seed: int | Sequence[int]) -> list[list[str]]:
         from vllm import SamplingParams
+
+        seeds = [(seed + i) & 0x7FFFFFFF for i in range(len(requests))] if isinstance(seed, int) else list(seed)
 
         prompts = [
             {
@@ -117,7 +197,7 @@ class VLLMEngine:
             }
             for r in requests
         ]
-        # A seed per request: results do not depend on how vLLM batches them.
+        # A seed per request: results do not depend on how vLLM batches them (vLLM seeds sample j from it).
         params = [
             SamplingParams(
                 n=sampling.n,
@@ -125,9 +205,9 @@ class VLLMEngine:
                 top_p=sampling.top_p,
                 top_k=sampling.top_k,
                 max_tokens=sampling.max_new_tokens,
-                seed=(seed + i) & 0x7FFFFFFF,
+                seed=s,
             )
-            for i in range(len(requests))
+            for s in seeds
         ]
         outputs = self.llm.generate(prompts, params, use_tqdm=False)
         return [[o.text for o in out.outputs] for out in outputs]

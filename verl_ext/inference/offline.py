@@ -2,8 +2,12 @@
 
 `generate`: Q_t writes N questions over the images (one request per image, n samples each). `pseudo-label`: S_{t-1}
 answers every parsed question m times and the majority vote gives (y*, p). Engines: Hugging Face `generate` (CPU or
-GPU, batched) or vLLM (GPU, one engine per group of GPUs, data parallel). Each shard has its own seed and is written
-atomically, so a restart redoes only unfinished shards. vLLM and torch are imported only inside the engines.
+GPU, batched) or vLLM (GPU). Runners: `ray` (default; `ray_pipeline`: a Ray Data pipeline with one engine actor per
+GPU or tensor-parallel group on every node of the cluster, or of a local Ray started for the job) or `inprocess` (one
+engine in this process, the fallback). The work is cut into fragments (`fragments`), each written atomically, so a
+restart redoes only unfinished ones; every request is sampled with its own seed, derived from the run seed and the
+item's id, so the rows do not depend on the runner, the fragments or the engine count. vLLM, torch and Ray are
+imported only where they run.
 
     python -m verl_ext.inference generate --model Q --images images.parquet --out-dir D --num-questions N ...
     python -m verl_ext.inference pseudo-label --model S --questions questions.parquet --out-dir D --m 9 ...
@@ -27,18 +31,23 @@ from verl_ext.atomic_io import atomic_write_json
 from verl_ext.visplay.records import PSEUDO_LABEL_COLUMNS, QUESTION_COLUMNS
 
 from .engines import HFEngine, Request, Sampling, VLLMEngine
+from .fragments import SHARD_DIR, fragment_count, remove_stale_temps
 
-SHARD_DIR = "shards"
 TOO_LONG = "too_long"  # the filter reason of a question whose prompt is over --max-prompt-tokens
 # Question columns a pseudo-label row carries over unchanged.
 CARRIED_COLUMNS = ("id", "source_image_id", "image", "question", "question_type", "iteration", "questioner_checkpoint")
 OUTPUT_NAME = {"generate": "questions.parquet", "pseudo_label": "labels.parquet"}
 
 
-def derive_seed(seed: int, iteration: int, stage: str, shard: int = 0) -> int:
+def derive_seed(seed: int, iteration: int, stage: str, shard: int | str = 0) -> int:
     """The sampling seed of one shard of one stage: a pure function of the run seed and where the work sits."""
     digest = hashlib.sha256(f"{seed}/{iteration}/{stage}/{shard}".encode()).digest()
     return int.from_bytes(digest[:4], "little") & 0x7FFFFFFF
+
+
+def item_seed(seed: int, iteration: int, stage: str, item_id: str) -> int:
+    """The sampling seed of one request: the run seed and the item's id (image or question), never its fragment."""
+    return derive_seed(seed, iteration, stage, f"item/{item_id}")
 
 
 def make_engine(args) -> HFEngine | VLLMEngine:
@@ -106,36 +115,36 @@ def select_images(num_images: int, num_questions: int, per_iteration: int | None
 
 
 def read_rows(path: str | Path, rows: list[int], columns: list[str]) -> dict[str, list]:
-    """`columns` of the given rows (ascending indices) of a parquet file, streamed batch by batch: a worker holds
-    only its own shard's images, never the whole file."""
-    wanted = iter(rows)
-    nxt = next(wanted, None)
+    """`columns` of the given rows (ascending indices) of a parquet file, reading only the row groups that hold them
+    (the images stage writes groups of 64 rows): a fragment's engine reads its own images, not the whole file."""
+    file = pq.ParquetFile(path)
     out: dict[str, list] = {c: [] for c in columns}
-    offset = 0
-    for batch in pq.ParquetFile(path).iter_batches(batch_size=256, columns=columns):
-        end = offset + batch.num_rows
+    i, offset = 0, 0
+    for group in range(file.metadata.num_row_groups):
+        if i == len(rows):
+            break
+        end = offset + file.metadata.row_group(group).num_rows
         take = []
-        while nxt is not None and nxt < end:
-            take.append(nxt - offset)
-            nxt = next(wanted, None)
+        while i < len(rows) and rows[i] < end:
+            take.append(rows[i] - offset)
+            i += 1
         if take:
-            part = batch.take(pa.array(take)).to_pydict()
+            part = file.read_row_group(group, columns=columns).take(pa.array(take)).to_pydict()
             for c in columns:
                 out[c].extend(part[c])
         offset = end
-        if nxt is None:
-            break
     return out
 
 
-def generation_plan(args) -> tuple[list[int], list[int], list[tuple[int, int]]]:
-    """(image rows asked about, questions per chosen image, shard ranges over the chosen images)."""
+def generation_plan(args, parts=None) -> tuple[list[int], list[int], list[tuple[int, int]]]:
+    """(image rows asked about, questions per chosen image, shard ranges over the chosen images). `parts`: the number
+    of ranges as a function of the number of chosen images (default: `args.shards`)."""
     num_images = pq.ParquetFile(args.images).metadata.num_rows
     if not num_images:
         raise SystemExit(f"{args.images}: no images")
     chosen = select_images(num_images, args.num_questions, args.images_per_iteration, args.seed, args.iteration)
     counts = questions_per_image(len(chosen), args.num_questions)
-    return chosen, counts, split_weighted(counts, args.shards)
+    return chosen, counts, split_weighted(counts, parts(len(chosen)) if parts else args.shards)
 
 
 def questions_per_image(num_images: int, num_questions: int) -> list[int]:
@@ -204,12 +213,12 @@ def generate_shard(engine, args, shard: int, images: dict, counts: list[int]) ->
     prompt = render_questioner_prompt(args.prompt_template)
     idx = [i for i in range(len(counts)) if counts[i] > 0]
     requests = [Request(prompt, _load_image(images["image"][i], args)) for i in idx]
-    seed = derive_seed(args.seed, args.iteration, "generate", shard)
+    seeds = [item_seed(args.seed, args.iteration, "generate", images["id"][i]) for i in idx]
     rows = {name: [] for name in QUESTION_SCHEMA.names}
     # Requests ask for the largest count in the shard; extra samples are dropped (counts differ by at most one).
     n = max((counts[i] for i in idx), default=0)
     sampling = Sampling(n, args.temperature, args.top_p, args.top_k, args.max_new_tokens)
-    outputs = engine.sample(requests, sampling, seed) if requests else []
+    outputs = engine.sample(requests, sampling, seeds) if requests else []
     for i, texts in zip(idx, outputs, strict=True):
         for j, text in enumerate(texts[: counts[i]]):
             parsed = parse_question(text)
@@ -261,9 +270,9 @@ def pseudo_label_shard(engine, args, shard: int, questions: dict) -> pa.Table:
     too_long = set(over_prompt_limit(engine, requests, args))
     parsed = [i for i in parsed if i not in too_long]
     requests = [requests[i] for i in parsed]
-    seed = derive_seed(args.seed, args.iteration, "pseudo_label", shard)
+    seeds = [item_seed(args.seed, args.iteration, "pseudo_label", questions["id"][i]) for i in parsed]
     sampling = Sampling(args.m, args.temperature, args.top_p, args.top_k, args.max_new_tokens)
-    responses = engine.sample(requests, sampling, seed) if requests else []
+    responses = engine.sample(requests, sampling, seeds) if requests else []
     votes = dict(zip(parsed, majority_vote_batch(responses), strict=True))
     answers = dict(zip(parsed, ([extract_boxed(t) for t in r] for r in responses), strict=True))
     for i in range(lo, hi):
@@ -281,48 +290,45 @@ def pseudo_label_shard(engine, args, shard: int, questions: dict) -> pa.Table:
     return pa.table(rows, schema=LABEL_SCHEMA)
 
 
-def _run_shards(args, stage: str, ranges: list[tuple[int, int]], work) -> list[int]:
-    """Run the unfinished shards of this worker (rank/world for data parallelism); return those it ran."""
-    out_dir = Path(args.out_dir)
-    todo = [s for s in range(len(ranges)) if s % args.world == args.rank and not _shard_path(out_dir, s).exists()]
-    if not todo:
-        return []
-    engine = make_engine(args)
-    for s in todo:
-        started = time.monotonic()
-        table = work(engine, s, ranges[s])
-        _write_atomic(table, _shard_path(out_dir, s))
-        print(f"[infer] {stage} shard {s}: {table.num_rows} rows in {time.monotonic() - started:.1f}s", flush=True)
-    return todo
-
-
-def _data_parallel(args) -> None:
-    """Run `args.data_parallel_size` copies of this command, each on its own slice of the visible GPUs."""
-    import subprocess
-
-    visible = os.environ.get("CUDA_VISIBLE_DEVICES")
-    if visible:
-        devices = [d for d in visible.split(",") if d.strip()]
-    else:
-        import torch
-
-        devices = [str(i) for i in range(torch.cuda.device_count())]
-    tp, dp = args.tensor_parallel_size, args.data_parallel_size
-    if len(devices) < tp * dp:
-        raise SystemExit(
-            f"--data-parallel-size {dp} x --tensor-parallel-size {tp} needs {tp * dp} GPUs on this node; "
-            f"{len(devices)} visible. Generation and pseudo-labelling run on one node (the head node of a multi-node "
-            "run): set resources.inference_gpus to at most the GPUs this node has (a multiple of "
-            "resources.inference_tensor_parallel_size)"
+def stage_plan(args, stage: str):
+    """(fragment ranges, work(engine, k) -> the rows of fragment k) of a stage; the ranges are fixed on its first
+    start (`fragments.fragment_count`). Work reads only its own fragment's rows of the input parquet."""
+    out_dir, actors = Path(args.out_dir), args.engine_actors
+    if stage == "generate":
+        chosen, counts, ranges = generation_plan(
+            args, lambda items: fragment_count(out_dir, stage, items, args.shards, actors)
         )
-    procs = []
-    for rank in range(dp):
-        env = {**os.environ, "CUDA_VISIBLE_DEVICES": ",".join(devices[rank * tp : (rank + 1) * tp])}
-        cmd = [sys.executable, "-m", "verl_ext.inference", *args.argv, "--rank", str(rank), "--world", str(dp)]
-        procs.append(subprocess.Popen(cmd, env=env))
-    codes = [p.wait() for p in procs]
-    if any(codes):
-        raise SystemExit(f"data-parallel workers exited with {codes}")
+
+        def work(engine, k: int) -> pa.Table:
+            a, b = ranges[k]
+            return generate_shard(engine, args, k, read_rows(args.images, chosen[a:b], ["id", "image"]), counts[a:b])
+
+    else:
+        items = pq.ParquetFile(args.questions).metadata.num_rows
+        ranges = split(items, fragment_count(out_dir, stage, items, args.shards, actors))
+
+        def work(engine, k: int) -> pa.Table:
+            rows = read_rows(args.questions, list(range(*ranges[k])), list(CARRIED_COLUMNS))
+            return pseudo_label_shard(engine, args, k, rows)
+
+    return ranges, work
+
+
+def write_fragment(engine, args, stage: str, work, k: int) -> dict:
+    """Run fragment k and rename its parquet into place; the timing row the pipeline's balance report reads."""
+    started = time.time()
+    table = work(engine, k)
+    _write_atomic(table, _shard_path(Path(args.out_dir), k))
+    finished = time.time()
+    print(f"[infer] {stage} fragment {k}: {table.num_rows} rows in {finished - started:.1f}s", flush=True)
+    return {"fragment": k, "rows": table.num_rows, "started": started, "finished": finished}
+
+
+def run_in_process(args, stage: str, todo: list[int], work) -> None:
+    """The fallback runner: one engine in this process, the fragments in order."""
+    engine = make_engine(args)
+    for k in todo:
+        write_fragment(engine, args, stage, work, k)
 
 
 def _combine(args, stage: str, n_shards: int, schema: pa.Schema) -> int:
@@ -342,44 +348,34 @@ def _combine(args, stage: str, n_shards: int, schema: pa.Schema) -> int:
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     args = build_parser().parse_args(argv)
-    args.argv = argv
     stage = "generate" if args.command == "generate" else "pseudo_label"
     out_dir = Path(args.out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    if (out_dir / OUTPUT_NAME[stage]).is_file() and (out_dir / "provenance.json").is_file() and args.world == 1:
+    if (out_dir / OUTPUT_NAME[stage]).is_file() and (out_dir / "provenance.json").is_file():
         print(f"[infer] {stage}: already complete in {out_dir}", flush=True)  # written last, so complete
         return 0
-    if args.engine == "vllm" and args.data_parallel_size > 1 and args.world == 1:
-        _data_parallel(args)  # workers write the shards; this process combines them below
-    elif stage == "generate":
-        chosen, counts, ranges = generation_plan(args)
+    ranges, work = stage_plan(args, stage)
+    remove_stale_temps(out_dir)
+    todo = [k for k in range(len(ranges)) if not _shard_path(out_dir, k).exists()]
+    print(f"[infer] {stage}: {len(todo)} of {len(ranges)} fragments to run ({args.runner} runner)", flush=True)
+    pipeline = None
+    if todo and args.runner == "ray":
+        from .ray_pipeline import run_fragments
 
-        def work(eng, s, r):  # reads only this shard's images
-            images = read_rows(args.images, chosen[r[0] : r[1]], ["id", "image"])
-            return generate_shard(eng, args, s, images, counts[r[0] : r[1]])
-
-        _run_shards(args, stage, ranges, work)
-    else:
-        ranges = split(pq.ParquetFile(args.questions).metadata.num_rows, args.shards)
-
-        def work(eng, s, r):
-            return pseudo_label_shard(eng, args, s, read_rows(args.questions, list(range(*r)), list(CARRIED_COLUMNS)))
-
-        _run_shards(args, stage, ranges, work)
-    if args.world > 1:
-        return 0  # a data-parallel worker: the parent combines
-    if stage == "generate":
-        n_shards = len(generation_plan(args)[2])
-    else:
-        n_shards = len(split(pq.ParquetFile(args.questions).metadata.num_rows, args.shards))
-    total = _combine(args, stage, n_shards, QUESTION_SCHEMA if stage == "generate" else LABEL_SCHEMA)
+        pipeline = run_fragments(args, stage, todo)
+    elif todo:
+        run_in_process(args, stage, todo, work)
+    total = _combine(args, stage, len(ranges), QUESTION_SCHEMA if stage == "generate" else LABEL_SCHEMA)
     provenance = {
         "stage": stage,
         "model": args.model,
         "iteration": args.iteration,
         "engine": args.engine,
+        "runner": args.runner,
+        "engine_actors": args.engine_actors,
+        "fragments": len(ranges),
         "seed": args.seed,
-        "shard_seeds": [derive_seed(args.seed, args.iteration, stage, s) for s in range(n_shards)],
+        "seeds": "per request: item_seed(seed, iteration, stage, item id); sample j: engines.sample_seed",
         "sampling": asdict(
             Sampling(
                 args.m if stage == "pseudo_label" else 0, args.temperature, args.top_p, args.top_k, args.max_new_tokens
@@ -392,6 +388,7 @@ def main(argv: list[str] | None = None) -> int:
         "images_per_iteration": getattr(args, "images_per_iteration", None),
         "rows": total,
         "max_prompt_tokens": getattr(args, "max_prompt_tokens", None),
+        "pipeline": pipeline,  # the last start's per-actor balance (ray runner)
     }
     atomic_write_json(out_dir / "provenance.json", provenance)
     print(f"[infer] {stage}: {total} rows -> {out_dir / OUTPUT_NAME[stage]}", flush=True)
@@ -416,12 +413,24 @@ def build_parser() -> argparse.ArgumentParser:
     common.add_argument("--prompt-template", default=None)
     common.add_argument("--engine", choices=("hf", "vllm"), default="vllm")
     common.add_argument("--batch-size", type=int, default=8, help="hf engine: requests per generate call")
-    common.add_argument("--data-parallel-size", type=int, default=1)
     common.add_argument("--tensor-parallel-size", type=int, default=1)
     common.add_argument("--gpu-memory-utilization", type=float, default=0.8)
     common.add_argument("--trust-remote-code", action="store_true")
-    common.add_argument("--rank", type=int, default=0, help=argparse.SUPPRESS)
-    common.add_argument("--world", type=int, default=1, help=argparse.SUPPRESS)
+    common.add_argument(
+        "--runner",
+        choices=("ray", "inprocess"),
+        default="ray",
+        help="ray: engine actors over the Ray cluster (RAY_ADDRESS, else a local Ray for this job); inprocess: one "
+        "engine in this process",
+    )
+    common.add_argument(
+        "--engine-actors",
+        type=int,
+        default=1,
+        help="ray runner: engine actors (vllm: one per --tensor-parallel-size GPUs; hf: --actor-cpus CPUs each)",
+    )
+    common.add_argument("--actor-cpus", type=float, default=1.0, help="ray runner: CPUs per engine actor")
+    common.add_argument("--ray-address", default=None, help="ray runner: cluster address (default: $RAY_ADDRESS)")
     g = sub.add_parser("generate", parents=[common], help="questions from the questioner")
     g.add_argument("--images", required=True)
     g.add_argument("--num-questions", type=int, required=True)
