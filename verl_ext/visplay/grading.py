@@ -440,9 +440,20 @@ class MathGrader:
         return results  # type: ignore[return-value]
 
     def clear_cache(self) -> None:
+        """Forget cached verdicts and timeout strikes (counters and the worker stay)."""
         with self._lock:
             self._cache.clear()
             self._strikes.clear()
+
+    def reset(self) -> None:
+        """Back to a new grader's state: no cached verdicts, strikes or start-up failures, counters at 0. The worker
+        keeps running (starting one costs about a second), so a test suite can share one grader and still give each
+        test a fresh one's behaviour."""
+        with self._lock:
+            self.clear_cache()
+            self._startup_failures = 0
+            self._retry_after = 0.0
+            self.stats.update(dict.fromkeys(self.stats, 0))
 
     def close(self) -> None:
         """Stop the worker (a later call starts a new one)."""
@@ -617,6 +628,14 @@ def get_grader() -> MathGrader:
         if _default_grader is None:
             _default_grader = MathGrader()
         return _default_grader
+
+
+def reset_grader() -> None:
+    """`reset()` the process-wide grader if one exists (tests call it so none depends on what ran before)."""
+    with _default_lock:
+        grader = _default_grader
+    if grader is not None:
+        grader.reset()
 
 
 def answers_equivalent(a, b, timeout: float | None = None) -> bool:

@@ -1,0 +1,168 @@
+"""Mutation testing of visplay's pure core with mutmut 3: `make mutate` (not part of `make test`).
+
+Copies the package, the chosen tests and the pytest settings into a scratch directory (default build/mutate, which
+git ignores), runs `mutmut run` there, and prints the kill rate per file from mutmut's result files:
+
+    killed / (killed + survived + timeout + suspicious + no tests)
+
+Equivalent mutants (listed, with a one-line reason each, in tests/visplay/EQUIVALENT_MUTANTS.md) are counted apart:
+the second rate leaves them out. `--list-survivors` prints every surviving mutant's name and diff.
+
+    python tools/mutate.py [--paths verl_ext/visplay] [--tests tests/visplay] [--jobs 2] [--workdir build/mutate]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+from collections import Counter
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+EQUIVALENT_FILE = "tests/visplay/EQUIVALENT_MUTANTS.md"
+# mutmut 3's exit codes (mutmut.stats.status_by_exit_code), the ones that count here.
+KILLED = {1, 3}
+SURVIVED = {0}
+NOT_RUN = {None, 34}  # not checked, skipped
+TIMEOUT = {36, 24, -24, 152, 255}
+
+
+def status_of(exit_code) -> str:
+    if exit_code in KILLED:
+        return "killed"
+    if exit_code in SURVIVED:
+        return "survived"
+    if exit_code in NOT_RUN:
+        return "not run"
+    if exit_code in TIMEOUT:
+        return "timeout"  # a mutant that loops forever is caught, as a kill
+    if exit_code in (5, 33):
+        return "no tests"
+    return "suspicious"
+
+
+def equivalent_names(path: Path) -> dict[str, str]:
+    """`mutant name -> reason` from the equivalent-mutants file: lines `- `name`: reason`."""
+    if not path.is_file():
+        return {}
+    found = {}
+    for line in path.read_text().splitlines():
+        match = re.match(r"\s*[-*]\s+`([^`]+)`\s*[:\u2014-]+\s*(.+)", line)
+        if match:
+            found[match.group(1)] = match.group(2).strip()
+    return found
+
+
+def prepare(workdir: Path, paths: list[str], tests: list[str]) -> None:
+    """The scratch tree: the whole package (imports resolve), the tests, conftest and pytest settings."""
+    if workdir.exists():
+        shutil.rmtree(workdir)
+    workdir.mkdir(parents=True)
+    ignore = shutil.ignore_patterns("__pycache__", "*.pyc")
+    shutil.copytree(ROOT / "verl_ext", workdir / "verl_ext", ignore=ignore)
+    (workdir / "tests").mkdir()
+    shutil.copy2(ROOT / "tests" / "conftest.py", workdir / "tests" / "conftest.py")
+    for test in tests:
+        src = ROOT / test
+        dst = workdir / test
+        dst.parent.mkdir(parents=True, exist_ok=True)
+        (shutil.copytree(src, dst, ignore=ignore) if src.is_dir() else shutil.copy2(src, dst))
+    only = [p.rstrip("/") + ("/*" if (ROOT / p).is_dir() else "") for p in paths]
+    pyproject = (ROOT / "pyproject.toml").read_text()
+    pyproject += (
+        "\n[tool.mutmut]\n"
+        'source_paths = ["verl_ext"]\n'
+        f"only_mutate = {json.dumps(only)}\n"
+        f"pytest_add_cli_args_test_selection = {json.dumps(tests)}\n"
+        'pytest_add_cli_args = ["-p", "no:cacheprovider", "-q"]\n'
+    )
+    (workdir / "pyproject.toml").write_text(pyproject)
+
+
+def results(workdir: Path) -> dict[str, Counter]:
+    """Per source file: a Counter of statuses, plus the surviving mutants' names under key 'names'."""
+    per_file: dict[str, Counter] = {}
+    for meta in sorted((workdir / "mutants").rglob("*.py.meta")):
+        source = str(meta.relative_to(workdir / "mutants"))[: -len(".meta")]
+        codes = json.loads(meta.read_text())["exit_code_by_key"]
+        counts = Counter(status_of(code) for code in codes.values())
+        counts["names"] = 0
+        per_file[source] = counts
+        per_file[source + "#survivors"] = Counter(
+            {name: 1 for name, code in codes.items() if status_of(code) in ("survived", "suspicious", "no tests")}
+        )
+    return per_file
+
+
+def report(workdir: Path, equivalent: dict[str, str], list_survivors: bool) -> float:
+    """Print the per-file table; return the overall kill rate with equivalent mutants left out."""
+    per_file = results(workdir)
+    rows, totals = [], Counter()
+    survivors_all = []
+    for source, counts in per_file.items():
+        if source.endswith("#survivors"):
+            continue
+        survivors = list(per_file[source + "#survivors"])
+        equiv = sum(1 for name in survivors if name in equivalent)
+        caught = counts["killed"] + counts["timeout"]
+        checked = caught + counts["survived"] + counts["suspicious"] + counts["no tests"]
+        totals.update(caught=caught, checked=checked, equiv=equiv, not_run=counts["not run"])
+        rows.append((source, caught, checked, equiv, counts["not run"]))
+        survivors_all += [name for name in survivors if name not in equivalent]
+    print(f"{'file':<36} {'killed':>7} {'mutants':>8} {'rate':>7} {'equiv':>6} {'rate w/o equiv':>15}")
+    for source, caught, checked, equiv, not_run in rows + [("TOTAL", *totals.values())]:
+        if source == "TOTAL":
+            caught, checked, equiv, not_run = totals["caught"], totals["checked"], totals["equiv"], totals["not_run"]
+        rate = caught / checked if checked else 1.0
+        rate_eq = caught / (checked - equiv) if checked - equiv else 1.0
+        note = f"  ({not_run} not run)" if not_run else ""
+        print(f"{source:<36} {caught:>7} {checked:>8} {rate:>7.1%} {equiv:>6} {rate_eq:>15.1%}{note}")
+    stale = sorted(set(equivalent) - {n for k, c in per_file.items() if k.endswith("#survivors") for n in c})
+    if stale:
+        print(f"\n{len(stale)} mutants listed as equivalent did not survive (or no longer exist): {', '.join(stale)}")
+    if survivors_all:
+        print(f"\n{len(survivors_all)} surviving mutants not listed as equivalent:")
+        for name in survivors_all:
+            print("  " + name)
+            if list_survivors:
+                diff = subprocess.run(
+                    [sys.executable, "-m", "mutmut", "show", name], cwd=workdir, capture_output=True, text=True
+                )
+                print("    " + diff.stdout.replace("\n", "\n    "))
+    checked, equiv = totals["checked"], totals["equiv"]
+    return totals["caught"] / (checked - equiv) if checked - equiv else 1.0
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--paths", nargs="+", default=["verl_ext/visplay"], help="files or folders to mutate")
+    parser.add_argument("--tests", nargs="+", default=["tests/visplay"], help="the tests that must kill them")
+    parser.add_argument("--jobs", type=int, default=os.cpu_count() or 2, help="mutmut --max-children")
+    parser.add_argument("--workdir", default=str(ROOT / "build" / "mutate"))
+    parser.add_argument("--report-only", action="store_true", help="print the table of the last run in --workdir")
+    parser.add_argument("--list-survivors", action="store_true", help="show each surviving mutant's diff")
+    parser.add_argument("--min-rate", type=float, default=0.0, help="exit 1 below this kill rate (e.g. 0.97)")
+    args = parser.parse_args(argv)
+    workdir = Path(args.workdir).resolve()
+    if not args.report_only:
+        prepare(workdir, args.paths, args.tests)
+        # mutmut's test processes import the copies in workdir/mutants, never another checkout's package. The copy is
+        # there before mutmut starts: a .pth file may import verl_ext at interpreter start-up (the torchvision shim).
+        shutil.copytree(workdir / "verl_ext", workdir / "mutants" / "verl_ext")
+        env = {**os.environ, "PYTHONPATH": str(workdir / "mutants"), "VISPLAY_TEST_TIME_SCALE": "10"}
+        proc = subprocess.run([sys.executable, "-m", "mutmut", "run", "--max-children", str(args.jobs)], cwd=workdir, env=env)
+        if proc.returncode not in (0, None):
+            print(f"mutmut run exited {proc.returncode}", file=sys.stderr)
+            return proc.returncode
+    rate = report(workdir, equivalent_names(ROOT / EQUIVALENT_FILE), args.list_survivors)
+    print(f"\nkill rate (equivalent mutants left out): {rate:.1%}")
+    return 0 if rate >= args.min_rate else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
