@@ -30,6 +30,7 @@ KILLED = {1, 3}
 SURVIVED = {0}
 NOT_RUN = {None, 34}  # not checked, skipped
 TIMEOUT = {36, 24, -24, 152, 255}
+ALIVE = ("survived", "suspicious", "no tests")  # what a mutant that no test killed is reported as
 
 
 def status_of(exit_code) -> str:
@@ -84,58 +85,52 @@ def prepare(workdir: Path, paths: list[str], tests: list[str]) -> None:
     (workdir / "pyproject.toml").write_text(pyproject)
 
 
-def results(workdir: Path) -> dict[str, Counter]:
-    """Per source file: a Counter of statuses, plus the surviving mutants' names under key 'names'."""
-    per_file: dict[str, Counter] = {}
+def results(workdir: Path) -> dict[str, dict[str, str]]:
+    """Per mutated source file (path inside the package): mutant name -> status, from mutmut's .meta files."""
+    per_file = {}
     for meta in sorted((workdir / "mutants").rglob("*.py.meta")):
         source = str(meta.relative_to(workdir / "mutants"))[: -len(".meta")]
         codes = json.loads(meta.read_text())["exit_code_by_key"]
-        counts = Counter(status_of(code) for code in codes.values())
-        counts["names"] = 0
-        per_file[source] = counts
-        per_file[source + "#survivors"] = Counter(
-            {name: 1 for name, code in codes.items() if status_of(code) in ("survived", "suspicious", "no tests")}
-        )
+        if codes:
+            per_file[source] = {name: status_of(code) for name, code in codes.items()}
     return per_file
 
 
 def report(workdir: Path, equivalent: dict[str, str], list_survivors: bool) -> float:
-    """Print the per-file table; return the overall kill rate with equivalent mutants left out."""
+    """Print the per-file table; return the overall kill rate with the listed equivalent mutants left out."""
     per_file = results(workdir)
-    rows, totals = [], Counter()
-    survivors_all = []
-    for source, counts in per_file.items():
-        if source.endswith("#survivors"):
-            continue
-        survivors = list(per_file[source + "#survivors"])
-        equiv = sum(1 for name in survivors if name in equivalent)
+    rows, survivors = [], []
+    for source, statuses in per_file.items():
+        counts = Counter(statuses.values())
         caught = counts["killed"] + counts["timeout"]
         checked = caught + counts["survived"] + counts["suspicious"] + counts["no tests"]
-        totals.update(caught=caught, checked=checked, equiv=equiv, not_run=counts["not run"])
+        alive = [name for name, status in statuses.items() if status in ALIVE]
+        equiv = sum(name in equivalent for name in alive)
+        survivors += [name for name in alive if name not in equivalent]
         rows.append((source, caught, checked, equiv, counts["not run"]))
-        survivors_all += [name for name in survivors if name not in equivalent]
+    rows.append(("TOTAL", *(sum(row[i] for row in rows) for i in range(1, 5))))
     print(f"{'file':<36} {'killed':>7} {'mutants':>8} {'rate':>7} {'equiv':>6} {'rate w/o equiv':>15}")
-    for source, caught, checked, equiv, not_run in rows + [("TOTAL", *totals.values())]:
-        if source == "TOTAL":
-            caught, checked, equiv, not_run = totals["caught"], totals["checked"], totals["equiv"], totals["not_run"]
+    for source, caught, checked, equiv, not_run in rows:
         rate = caught / checked if checked else 1.0
         rate_eq = caught / (checked - equiv) if checked - equiv else 1.0
         note = f"  ({not_run} not run)" if not_run else ""
         print(f"{source:<36} {caught:>7} {checked:>8} {rate:>7.1%} {equiv:>6} {rate_eq:>15.1%}{note}")
-    stale = sorted(set(equivalent) - {n for k, c in per_file.items() if k.endswith("#survivors") for n in c})
+    all_names = {name for statuses in per_file.values() for name in statuses}
+    alive_names = {n for st in per_file.values() for n, status in st.items() if status in ALIVE}
+    stale = sorted(name for name in equivalent if name not in all_names or name not in alive_names)
     if stale:
-        print(f"\n{len(stale)} mutants listed as equivalent did not survive (or no longer exist): {', '.join(stale)}")
-    if survivors_all:
-        print(f"\n{len(survivors_all)} surviving mutants not listed as equivalent:")
-        for name in survivors_all:
+        print(f"\n{len(stale)} listed as equivalent but killed or gone (drop them from {EQUIVALENT_FILE}):")
+        print("  " + "\n  ".join(stale))
+    if survivors:
+        print(f"\n{len(survivors)} surviving mutants not listed as equivalent:")
+        for name in survivors:
             print("  " + name)
             if list_survivors:
-                diff = subprocess.run(
-                    [sys.executable, "-m", "mutmut", "show", name], cwd=workdir, capture_output=True, text=True
-                )
-                print("    " + diff.stdout.replace("\n", "\n    "))
-    checked, equiv = totals["checked"], totals["equiv"]
-    return totals["caught"] / (checked - equiv) if checked - equiv else 1.0
+                show = [sys.executable, "-m", "mutmut", "show", name]
+                diff = subprocess.run(show, cwd=workdir, capture_output=True, text=True).stdout
+                print("    " + diff.strip().replace("\n", "\n    "))
+    _, caught, checked, equiv, _ = rows[-1]
+    return caught / (checked - equiv) if checked - equiv else 1.0
 
 
 def main(argv=None) -> int:
@@ -155,7 +150,8 @@ def main(argv=None) -> int:
         # there before mutmut starts: a .pth file may import verl_ext at interpreter start-up (the torchvision shim).
         shutil.copytree(workdir / "verl_ext", workdir / "mutants" / "verl_ext")
         env = {**os.environ, "PYTHONPATH": str(workdir / "mutants"), "VISPLAY_TEST_TIME_SCALE": "10"}
-        proc = subprocess.run([sys.executable, "-m", "mutmut", "run", "--max-children", str(args.jobs)], cwd=workdir, env=env)
+        command = [sys.executable, "-m", "mutmut", "run", "--max-children", str(args.jobs)]
+        proc = subprocess.run(command, cwd=workdir, env=env)
         if proc.returncode not in (0, None):
             print(f"mutmut run exited {proc.returncode}", file=sys.stderr)
             return proc.returncode

@@ -25,6 +25,7 @@ The reasoner's final answer (`extract_boxed`), rule by rule:
 
 from __future__ import annotations
 
+import itertools
 import re
 from dataclasses import dataclass
 
@@ -32,7 +33,10 @@ QUESTION_TYPES = ("multiple choice", "numerical", "regression")
 
 # One tag token; whitespace allowed inside the angle brackets. Tags never nest, so a flat token scan is enough.
 _TAG = re.compile(r"<\s*(/?)\s*(type|question|answer)\s*>", re.IGNORECASE)
-_BLOCK = [("", "type"), ("/", "type"), ("", "question"), ("/", "question"), ("", "answer"), ("/", "answer")]
+# One letter per tag (upper case opens, lower case closes), so a block is the substring "TtQqAa" of the tag string.
+_TAG_CODES = {("", "type"): "T", ("/", "type"): "t", ("", "question"): "Q", ("/", "question"): "q",
+              ("", "answer"): "A", ("/", "answer"): "a"}  # fmt: skip
+_BLOCK = "TtQqAa"
 _TYPE_SEPARATORS = re.compile(r"[\s_\-]+")
 # Bracket tokens of a LaTeX group: an escaped character (\{, \}, \\) never opens or closes one.
 _BRACE_TOKEN = re.compile(r"\\.|[{}]", re.DOTALL)
@@ -57,23 +61,21 @@ def parse_question(text) -> QuestionRecord | None:
     """
     if not isinstance(text, str):
         return None
-    matches = list(_TAG.finditer(text))
-    kinds = [(m.group(1), m.group(2).lower()) for m in matches]
-    # Walk back from the end to the last complete run of the six tags: that block decides alone.
-    for start in range(len(kinds) - len(_BLOCK), -1, -1):
-        if kinds[start] != _BLOCK[0] or kinds[start : start + len(_BLOCK)] != _BLOCK:
-            continue
-        window = [(m.start(), m.end()) for m in matches[start : start + len(_BLOCK)]]
-        # Only whitespace may separate a closing tag from the next opening tag.
-        if text[window[1][1] : window[2][0]].strip() or text[window[3][1] : window[4][0]].strip():
-            return None
-        qtype = _TYPE_SEPARATORS.sub(" ", text[window[0][1] : window[1][0]]).strip().lower()
-        question = text[window[2][1] : window[3][0]].strip()
-        answer = text[window[4][1] : window[5][0]].strip()
-        if qtype not in QUESTION_TYPES or not question or not answer:
-            return None
-        return QuestionRecord(type=qtype, question=question, answer=answer)
-    return None
+    tags = _TAG.findall(text)
+    codes = "".join([_TAG_CODES.get(tag) or _TAG_CODES[(tag[0], tag[1].lower())] for tag in tags])
+    start = codes.rfind(_BLOCK)  # the last complete run of the six tags: that block decides alone
+    if start < 0:
+        return None
+    window = [(m.start(), m.end()) for m in itertools.islice(_TAG.finditer(text), start, start + len(_BLOCK))]
+    # Only whitespace may separate a closing tag from the next opening tag.
+    if text[window[1][1] : window[2][0]].strip() or text[window[3][1] : window[4][0]].strip():
+        return None
+    qtype = _TYPE_SEPARATORS.sub(" ", text[window[0][1] : window[1][0]]).strip().lower()
+    question = text[window[2][1] : window[3][0]].strip()
+    answer = text[window[4][1] : window[5][0]].strip()
+    if qtype not in QUESTION_TYPES or not question or not answer:
+        return None
+    return QuestionRecord(type=qtype, question=question, answer=answer)
 
 
 def _last_box_opener(text: str) -> int | None:
