@@ -233,6 +233,8 @@ class _SoftTimeout(BaseException):
     """Raised by the worker's own alarm; a BaseException so math_verify's `except Exception` cannot swallow it."""
 
 
+# pragma: no mutate start - runs in the worker process, where mutmut cannot tell which test ran it (tests/visplay/
+# EQUIVALENT_MUTANTS.md); the grader tests drive it through the parent: verdicts, soft and hard timeouts, memory cap.
 def _worker_main() -> None:  # pragma: no cover - runs in the child process
     import resource
     import signal
@@ -310,6 +312,9 @@ def _worker_main() -> None:  # pragma: no cover - runs in the child process
                 replies, last_flush = [], now
         if replies:
             os.write(out_fd, b"\n".join(replies) + b"\n")
+
+
+# pragma: no mutate end
 
 
 _BOOTSTRAP = (
@@ -608,6 +613,7 @@ def _shutdown() -> None:
         grader.close()
 
 
+# pragma: no mutate start - runs only in a forked child (tests/visplay/EQUIVALENT_MUTANTS.md)
 def _after_fork_in_child() -> None:
     # The worker and its pipes belong to the parent; a lock held by another parent thread would never be released.
     global _default_lock
@@ -615,6 +621,9 @@ def _after_fork_in_child() -> None:
     for grader in list(_live_graders):
         grader._lock = threading.RLock()
         grader._proc, grader._buffer, grader._owner_pid = None, b"", os.getpid()
+
+
+# pragma: no mutate end
 
 
 if hasattr(os, "register_at_fork"):

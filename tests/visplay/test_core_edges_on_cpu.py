@@ -1,0 +1,61 @@
+"""Edges of the pure core that mutation testing found unpinned: the lazy exports, the band filter's tolerance edge,
+the reference reward's clamp, a grader that returns the wrong number of verdicts, the column check."""
+
+from __future__ import annotations
+
+import importlib
+
+import pytest
+
+import verl_ext.visplay as visplay
+from verl_ext.visplay.filtering import BAND_TOLERANCE, filter_reason
+from verl_ext.visplay.records import PSEUDO_LABEL_COLUMNS, missing_columns
+from verl_ext.visplay.rewards import questioner_reward, reasoner_score_batch
+
+
+@pytest.mark.parametrize("name", visplay.__all__)
+def test_each_lazy_export_is_its_modules_object(name):
+    module = importlib.import_module(f"verl_ext.visplay.{visplay._EXPORTS[name]}")
+    assert visplay.__getattr__(name) is getattr(module, name)  # resolved now, inside the test
+    assert getattr(visplay, name) is getattr(module, name)
+
+
+def test_unknown_names_are_attribute_errors_and_dir_lists_the_exports():
+    with pytest.raises(AttributeError, match="module 'verl_ext.visplay' has no attribute 'nope'"):
+        visplay.__getattr__("nope")
+    assert not hasattr(visplay, "parse_questions")
+    assert dir(visplay) == sorted(visplay._EXPORTS) == visplay.__all__
+
+
+def rec(p):
+    return {"question": "q?", "pseudo_label": "1", "confidence": p}
+
+
+def test_band_edges_are_inclusive_up_to_the_tolerance():
+    low, high = 0.3, 0.8
+    assert filter_reason(rec(high + BAND_TOLERANCE), low, high) == "kept"
+    assert filter_reason(rec(low - BAND_TOLERANCE), low, high) == "kept"
+    assert filter_reason(rec(high + 2 * BAND_TOLERANCE), low, high) == "too_easy"
+    assert filter_reason(rec(low - 2 * BAND_TOLERANCE), low, high) == "too_hard"
+
+
+@pytest.mark.parametrize("p, value", [(1.5, 0.0), (-0.5, 0.0), (1.0 + 1e-12, 0.0), (0.75, 0.25)])
+def test_reference_reward_clamps_the_confidence_into_the_unit_interval(p, value):
+    assert questioner_reward(p, 0.0, True, mode="reference") == pytest.approx(value)
+    assert questioner_reward(p, 0.5, True, mode="reference", lam=2.0) == pytest.approx(value - 1.0)
+
+
+class ShortGrader:
+    def equivalent_batch(self, pairs, timeout=None):
+        return [True] * (len(pairs) - 1)
+
+
+def test_a_grader_that_drops_verdicts_is_an_error_not_a_wrong_score():
+    with pytest.raises(ValueError):
+        reasoner_score_batch(["\\boxed{1}", "\\boxed{2}"], ["1", "2"], grader=ShortGrader())
+
+
+def test_missing_columns_names_what_is_absent_in_schema_order():
+    assert missing_columns(["id", "image"], PSEUDO_LABEL_COLUMNS[:3]) == ["source_image_id"]
+    assert missing_columns(iter(PSEUDO_LABEL_COLUMNS), PSEUDO_LABEL_COLUMNS) == []
+    assert missing_columns([], ("b", "a")) == ["b", "a"]
