@@ -59,3 +59,20 @@ def test_missing_columns_names_what_is_absent_in_schema_order():
     assert missing_columns(["id", "image"], PSEUDO_LABEL_COLUMNS[:3]) == ["source_image_id"]
     assert missing_columns(iter(PSEUDO_LABEL_COLUMNS), PSEUDO_LABEL_COLUMNS) == []
     assert missing_columns([], ("b", "a")) == ["b", "a"]
+
+
+def test_every_listed_equivalent_mutant_names_real_code_and_a_reason():
+    import re
+    from pathlib import Path
+
+    text = (Path(__file__).parent / "EQUIVALENT_MUTANTS.md").read_text()
+    entries = re.findall(r"^- `([^`]+)`: (.+)$", text, flags=re.MULTILINE)
+    assert entries
+    for name, reason in entries:
+        module_path, _, mangled = name.rpartition(".")
+        module = importlib.import_module(module_path)
+        function = re.fullmatch(r"x(?:ǁ(\w+)ǁ|_)(\w+?)__mutmut_\d+", mangled)
+        assert function, name
+        owner = getattr(module, function.group(1)) if function.group(1) else module
+        assert hasattr(owner, function.group(2)), name
+        assert len(reason.split()) >= 5, name
