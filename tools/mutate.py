@@ -57,7 +57,7 @@ def equivalent_names(path: Path) -> dict[str, str]:
         return {}
     found = {}
     for line in path.read_text().splitlines():
-        match = re.match(r"\s*[-*]\s+`([^`]+)`\s*[:\u2014-]+\s*(.+)", line)
+        match = re.match(r"\s*[-*]\s+`([^`]+__mutmut_\d+)`\s*[:\u2014-]+\s*(.+)", line)
         if match:
             found[match.group(1)] = match.group(2).strip()
     return found
