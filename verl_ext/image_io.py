@@ -17,10 +17,14 @@ from PIL import Image, ImageOps
 # The paper's pixel bounds (262144 = 512^2, 4194304 = 2048^2): smaller images are upscaled, larger ones shrunk.
 DEFAULT_MIN_PIXELS = 262144
 DEFAULT_MAX_PIXELS = 4194304
-# Header sizes beyond this are refused outright (PIL's own decompression-bomb error threshold).
-HARD_MAX_PIXELS = 2 * 89478485
+# Decompression-bomb limit: images whose header claims more pixels are refused before any pixel is decoded (8192^2,
+# 64 Mi pixels: a 48-megapixel phone photo passes, a 12000 x 12000 PNG does not). Our own limit, checked on the header,
+# so it holds even when another library lowers or disables PIL's (`Image.MAX_IMAGE_PIXELS = None`).
+MAX_DECODE_PIXELS = 8192 * 8192
 # Qwen2.5-VL's smart_resize refuses aspect ratios above 200.
 MAX_ASPECT_RATIO = 200.0
+IMAGE_PIXELS_PER_TOKEN = 28 * 28  # Qwen2-VL / Qwen2.5-VL / MiMo-VL: one token per 28 x 28 pixels after the 2x2 merge
+CHAT_TEMPLATE_TOKENS = 32  # the chat template's role markers and vision start/end tokens, generously
 
 
 class ImageError(ValueError):
@@ -69,8 +73,8 @@ def _open(value: Any) -> Image.Image:
 def _check_geometry(width: int, height: int):
     if width <= 0 or height <= 0:
         raise ImageError("corrupt", f"size {width}x{height}")
-    if width * height > HARD_MAX_PIXELS:
-        raise ImageError("too_large", f"{width}x{height} pixels")
+    if width * height > MAX_DECODE_PIXELS:
+        raise ImageError("too_large", f"{width}x{height} pixels (more than {MAX_DECODE_PIXELS})")
     if max(width, height) / min(width, height) > MAX_ASPECT_RATIO:
         raise ImageError("bad_aspect", f"{width}x{height}")
 
@@ -96,7 +100,8 @@ def screen_image(value: Any) -> str | None:
 
 def load_image(value: Any, min_pixels: int = DEFAULT_MIN_PIXELS, max_pixels: int = DEFAULT_MAX_PIXELS) -> Image.Image:
     """Decode one image to RGB within [min_pixels, max_pixels] (aspect ratio kept; EXIF rotation applied;
-    transparency composited on white; CMYK/P/L/I;16 converted). Raises ImageError with a reason."""
+    transparency composited on white; CMYK/P/L/I;16 converted). Raises ImageError with a reason.
+    A bound of 0 leaves that side alone (`decode_rgb`: no resizing at all)."""
     image = _open(value)
     try:
         _check_geometry(*image.size)
@@ -113,6 +118,12 @@ def load_image(value: Any, min_pixels: int = DEFAULT_MIN_PIXELS, max_pixels: int
     return _fit_pixels(image, min_pixels, max_pixels)
 
 
+def decode_rgb(value: Any) -> Image.Image:
+    """The one decoder at its native size: what every stage that resizes on its own (a processor, an HTTP server, an
+    encoder of data URLs) uses, so an image looks the same everywhere (16-bit greyscale scaled, not clipped white)."""
+    return load_image(value, min_pixels=0, max_pixels=0)
+
+
 def _to_rgb(image: Image.Image) -> Image.Image:
     if image.mode == "RGB":
         return image
@@ -127,6 +138,31 @@ def _to_rgb(image: Image.Image) -> Image.Image:
         # 16/32-bit greyscale: scale to 8 bits instead of clipping everything to white
         image = image.point(lambda v: v * (255.0 / 65535.0)).convert("L")
     return image.convert("RGB")
+
+
+def image_tokens(width: int, height: int, min_pixels: int, max_pixels: int) -> int:
+    """Visual tokens of an image once fitted into [min_pixels, max_pixels] (Qwen2.5-VL's smart_resize rounding)."""
+    pixels = width * height
+    scale = 1.0
+    if max_pixels and pixels > max_pixels:
+        scale = math.sqrt(max_pixels / pixels)
+    elif min_pixels and pixels < min_pixels:
+        scale = math.sqrt(min_pixels / pixels)
+    side = math.sqrt(IMAGE_PIXELS_PER_TOKEN)
+    return max(1, round(height * scale / side)) * max(1, round(width * scale / side))
+
+
+def prompt_tokens(
+    text_tokens: int, image: Image.Image | tuple[int, int] | None, min_pixels: int, max_pixels: int
+) -> int:
+    """Tokens of a one-image chat prompt: its text, the chat template's markers and the image's visual tokens (the
+    image as given, or its (width, height) before fitting; None = text only)."""
+    if image is None:
+        visual = 0
+    else:
+        width, height = image.size if isinstance(image, Image.Image) else image
+        visual = image_tokens(width, height, min_pixels, max_pixels)
+    return text_tokens + CHAT_TEMPLATE_TOKENS + visual
 
 
 def _fit_pixels(image: Image.Image, min_pixels: int, max_pixels: int) -> Image.Image:

@@ -38,10 +38,27 @@ def config(url, **kw):
     [
         ("CORRECT", "binary", 1.0),
         ("incorrect.", "binary", 0.0),
-        ("The answer is Correct", "binary", 1.0),
+        ("**Correct**", "binary", 1.0),
+        ("Verdict: INCORRECT", "binary", 0.0),
+        ("<judgment>correct</judgment>", "binary", 1.0),
+        ("<think>it says 5, the reference says 5</think>CORRECT", "binary", 1.0),
+        ("The model gives 5; the reference is 5.\nCORRECT", "binary", 1.0),  # a judge that reasons first
+        # negations and sentences are unreadable, never a score (the old parser read these as 1.0)
+        ("Not correct.", "binary", None),
+        ("NOT CORRECT", "binary", None),
+        ("The answer is not correct", "binary", None),
+        ("The answer is Correct", "binary", None),
+        ("correct or incorrect", "binary", None),
         ("not CORRECT but INCORRECT", "binary", None),
         ("yes", "binary", None),
+        ("1", "binary", None),
+        ("1", "visplay", 1.0),  # the reference's prompt asks for correct/incorrect or 1/0
+        ("0", "visplay", 0.0),
+        ("Incorrect", "visplay", 0.0),
+        ("not correct", "visplay", None),
         ("0.5", "score", 0.5),
+        ("0.4\n", "score", 0.4),
+        ("Comparing the parts, one of two is there.\n0.5", "score", 0.5),
         ("1.0 because", "score", 1.0),
         ("Score: 0.3", "score", 0.3),
         ("7", "score", None),
@@ -72,6 +89,86 @@ def test_config_from_env_never_exposes_the_key(monkeypatch):
     assert "sk-from-env" not in repr(cfg) and "sk-from-env" not in json.dumps(cfg.describe())
     monkeypatch.setenv("MY_KEY", "sk-other")
     assert JudgeConfig.from_env("gpt-x", "http://h/v1", "MY_KEY").api_key == "sk-other"
+
+
+def test_cache_identity_includes_the_endpoint_and_the_model():
+    a = config("http://judge-a/v1")
+    assert a.cache_identity() != config("http://judge-b/v1").cache_identity()  # a new URL does not inherit verdicts
+    other_model = JudgeConfig(model="judge-2", base_url="http://judge-a/v1", api_key="k")
+    assert a.cache_identity() != other_model.cache_identity()
+    assert "sk-test" not in json.dumps(a.cache_identity())
+
+
+def test_retry_after_is_capped(scripted_endpoint):
+    """A server asking for an hour (Retry-After: 3600) waits at most max_backoff_s."""
+    import http.server
+    import threading
+
+    calls = []
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def do_POST(self):  # noqa: N802
+            self.rfile.read(int(self.headers["Content-Length"]))
+            calls.append(1)
+            if len(calls) == 1:
+                self.send_response(429)
+                self.send_header("Retry-After", "3600")
+                body = b'{"error": {"message": "slow down"}}'
+            else:
+                self.send_response(200)
+                body = b'{"choices": [{"index": 0, "message": {"role": "assistant", "content": "INCORRECT"}}]}'
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args):
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        sleeps = []
+        url = f"http://127.0.0.1:{server.server_address[1]}/v1"
+        client = JudgeClient(config(url, max_backoff_s=5.0), sleep=sleeps.append)
+        verdict = client.judge("prompt", "binary")
+        client.close()
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert verdict.score == 0.0 and len(sleeps) == 1 and 0 < sleeps[0] <= 5.0
+
+
+def test_visplay_judge_sends_the_references_prompts(scripted_endpoint):
+    from verl_ext.eval.judge import VISPLAY_SYSTEM_PROMPT, VISPLAY_TEMPERATURE
+
+    with scripted_endpoint(lambda body, i: (200, "1")) as ep:
+        client = JudgeClient(config(ep.url), sleep=lambda s: None)
+        prompt = judge_prompt(ITEM, "5", "visplay")
+        verdict = client.judge(prompt, "visplay")
+        client.close()
+    body = ep.requests[0][1]
+    assert verdict.score == 1.0
+    assert body["messages"][0] == {"role": "system", "content": VISPLAY_SYSTEM_PROMPT}
+    assert "Correct answer: B. Answer to be judged: 5." in body["messages"][1]["content"]
+    assert "How many" not in body["messages"][1]["content"]  # the reference does not show the question
+    assert body["temperature"] == VISPLAY_TEMPERATURE
+
+
+def test_mmvet_official_grader_prompt_is_used_when_supplied(tmp_path, monkeypatch):
+    from verl_ext.eval.judge import official_mmvet_prompt
+
+    monkeypatch.delenv("VISPLAY_MMVET_PROMPT", raising=False)
+    item = EvalItem("mmvet", "1", "What is x?", "-1<AND>-5", "text", [b"x"])
+    rubric = tmp_path / "grader.txt"
+    rubric.write_text("Compare the ground truth and prediction ... | Correctness\n--- | --- | --- | ---\n")
+    official = official_mmvet_prompt(str(rubric))
+    p = judge_prompt(item, "x = -1", "score", official)
+    # lmms_eval/tasks/mmvet/utils.py: f"{MM_VET_PROMPT}\n{question} | {answer} | {pred} |"
+    assert p.endswith("\nWhat is x? | -1 <AND> -5 | x = -1 |") and p.startswith("Compare the ground truth")
+    assert "Examples:" in judge_prompt(item, "x = -1", "score")  # without it: our paraphrase
+    monkeypatch.setenv("VISPLAY_MMVET_PROMPT", str(rubric))
+    assert official_mmvet_prompt() == official
 
 
 def test_retries_transport_errors_and_unreadable_replies(scripted_endpoint):
@@ -135,3 +232,13 @@ def test_a_real_model_as_judge_gives_garbage_which_counts_as_failed(tiny_vlm_ser
         else:  # a random model may, rarely, emit a readable word: then it is a verdict, parsed like any other
             assert v.score in (0.0, 1.0) or 0.0 <= v.score <= 1.0
     assert client.calls >= 3
+
+
+def test_a_judge_that_always_says_not_correct_scores_nothing(scripted_endpoint):
+    """The old parser read "Not correct." as CORRECT: the judge row said 100.0 for every checkpoint."""
+    with scripted_endpoint(lambda body, i: (200, "Not correct.")) as ep:
+        client = JudgeClient(config(ep.url, max_attempts=2), sleep=lambda s: None)
+        verdicts = client.judge_many([(str(i), f"prompt {i}", "binary") for i in range(3)])
+        client.close()
+    assert all(v.score is None and v.error == "no verdict in the reply" for v in verdicts.values())
+    assert len(ep.requests) == 6  # each retried once, then counted as failed

@@ -37,10 +37,10 @@ def test_rows_deltas_and_average():
     assert rows[("a", "rule")]["cells"]["iter_1"] == {"score": 20.0, "delta": 10.0, "n": 10, "total": 10, "failed": 0}
     assert rows[("c", "rule")]["cells"]["iter_1"] is None
     avg = rows[("average", "rule")]
-    assert avg["title"] == "average (2 benchmarks)"  # c lacks iter_1: left out of the average
+    assert avg["title"] == "average (2 benchmarks, official protocol)"  # c lacks iter_1: left out of the average
     assert avg["cells"]["base"]["score"] == 20.0 and avg["cells"]["iter_1"]["delta"] == 15.0
     assert rows[("b", "judge")]["cells"]["base"]["score"] is None  # every judge call failed
-    assert rows[("average", "judge")]["title"] == "average (1 benchmarks)"
+    assert rows[("average", "judge")]["title"] == "average (1 benchmarks, official protocol)"
 
 
 def test_markdown_and_csv():
@@ -61,3 +61,26 @@ def test_markdown_and_csv():
         "iter_1_n": "10",
     }
     assert [r["benchmark"] for r in rows if r["scorer"] == "judge"] == ["a", "b", "c", "average"]
+
+
+def test_micro_average_pools_items_and_judged_only_benchmarks_have_no_rule_row():
+    res = results([50.0, 60.0])
+    res["protocol"], res["average"] = "visplay", "micro"
+    res["scores"]["a"]["base"]["rule"]["n"] = 30  # a: 10.0 on 30 items, b: 30.0 on 10 items
+    res["scores"]["c"]["iter_1"] = res["scores"]["c"]["base"]
+    res["scores"]["c"]["base"]["rule"]["n"] = 10
+    rows = {(r["benchmark"], r["scorer"]): r for r in table_rows(res)}
+    base = rows[("average", "rule")]["cells"]["base"]
+    assert base["score"] == round((10.0 * 30 + 30.0 * 10 + 40.0 * 10) / 50, 2)  # pooled, not (10+30+40)/3
+    assert rows[("average", "rule")]["title"] == "micro average (3 benchmarks, visplay protocol)"
+    assert "Protocol: visplay" in render_markdown(res)
+
+    res = results([50.0, 60.0])
+    res["rule_scored"] = {"a": False}  # judged only (MM-Vet)
+    res["scores"]["a"]["base"]["rule"] = res["scores"]["a"]["iter_1"]["rule"] = None
+    res["scores"]["a"]["base"]["judge"]["metrics"] = {"aAcc": 50.0, "fAcc": 40.0, "qAcc": 30.0}
+    res["scores"]["a"]["iter_1"]["judge"]["metrics"] = {"aAcc": 60.0, "fAcc": 45.0, "qAcc": 20.0}
+    rows = {(r["benchmark"], r["scorer"]): r for r in table_rows(res)}
+    assert ("a", "rule") not in rows and ("a", "judge") in rows
+    assert rows[("a:fAcc", "judge")]["cells"]["iter_1"]["delta"] == 5.0 and not rows[("a:qAcc", "judge")]["in_average"]
+    assert rows[("average", "rule")]["title"].startswith("average (1 benchmarks")  # b only (c lacks iter_1)

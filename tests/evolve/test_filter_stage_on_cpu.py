@@ -73,7 +73,14 @@ def test_filter_outputs_and_stats(tmp_path):
         "questions_labelled": 6, "with_pseudo_label": 5, "kept": 3,
     }  # fmt: skip
     assert stats["question_parse_rate"] == pytest.approx(6 / 7, abs=1e-6)
-    assert stats["filter"]["counts"] == {"kept": 3, "too_easy": 1, "too_hard": 1, "no_answer": 1, "unparsable": 1}
+    assert stats["filter"]["counts"] == {
+        "kept": 3,
+        "too_easy": 1,
+        "too_hard": 1,
+        "no_answer": 1,
+        "unparsable": 1,
+        "too_long": 0,
+    }
     assert stats["filter"]["kept_fraction"] == pytest.approx(3 / 7, abs=1e-6)
     hist = stats["confidence"]
     assert hist["n"] == 6 and sum(hist["counts"]) == 6 and len(hist["edges"]) == 11

@@ -476,6 +476,9 @@ def _grpo(role: str) -> dict[str, Knob]:
         "clip_ratio_high": ("actor_rollout_ref.actor.clip_ratio_high", 0.28),
     }
     knobs = {f"{role}.grpo.{k}": Knob(v, hydra_is(role, h)) for k, (h, v) in hydra.items()}
+    if role == "reasoner":  # pseudo-labelling skips a question too long for the reasoner to train on
+        skips = both(hydra_is("reasoner", "data.max_prompt_length"), flag_is("pseudo_label", "--max-prompt-tokens"))
+        knobs["reasoner.grpo.max_prompt_length"] = Knob(7000, skips)
     knobs[f"{role}.grpo.shrink_to_fit"] = Knob(False, check_shrink_to_fit(role))
     return knobs
 

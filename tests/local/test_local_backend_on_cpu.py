@@ -132,3 +132,17 @@ def test_grpo_resumes_from_its_last_checkpoint(warmed, synthetic_images, tmp_pat
     assert resumed["resumed_from"] == "checkpoint-1" and resumed["optimizer_steps"] == 2
     assert _max_change(_weights(tmp_path / "killed/final"), _weights(tmp_path / "full/final")) == 0.0
     assert train(tmp_path / "killed") == {"resumed": "finished"}  # a finished stage is not trained again
+
+
+def test_a_checkpoint_cut_while_saving_is_skipped_for_the_one_before(tmp_path):
+    from verl_ext.local.grpo import latest_checkpoint
+
+    assert latest_checkpoint(tmp_path) is None
+    for step, state in ((1, '{"global_step": 1}'), (2, '{"global_step": 2}'), (3, '{"global_st'), (4, None)):
+        (tmp_path / f"checkpoint-{step}").mkdir()
+        if state is not None:  # 3: the state file cut by a kill; 4: killed before the Trainer wrote it
+            (tmp_path / f"checkpoint-{step}/trainer_state.json").write_text(state)
+    assert latest_checkpoint(tmp_path) == str(tmp_path / "checkpoint-2")
+    (tmp_path / "checkpoint-10").mkdir()  # numeric order, not lexical
+    (tmp_path / "checkpoint-10/trainer_state.json").write_text("{}")
+    assert latest_checkpoint(tmp_path) == str(tmp_path / "checkpoint-10")

@@ -110,7 +110,7 @@ def _bad_image_parquet(path):
 def test_bad_images_are_counted_and_skipped_or_converted(tokenizer_processor, tmp_path, monkeypatch):
     tokenizer, processor = tokenizer_processor
     # "huge" (1.2 Mpx) is refused like a decompression bomb
-    monkeypatch.setattr(image_io, "HARD_MAX_PIXELS", 1_000_000)
+    monkeypatch.setattr(image_io, "MAX_DECODE_PIXELS", 1_000_000)
     path = _bad_image_parquet(tmp_path / "bad.parquet")
     dataset = QuestionerDataset(
         data_files=[str(path)], tokenizer=tokenizer, processor=processor, config=_config(tmp_path)

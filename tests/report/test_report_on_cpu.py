@@ -4,6 +4,7 @@ of embedded images with votes; an unfinished run renders too."""
 
 import base64
 import io
+import json
 import re
 from html.parser import HTMLParser
 
@@ -155,3 +156,23 @@ def test_report_states_the_trends_of_its_own_run(report_run, tmp_path):
     assert "Reasoner benchmark average (rule scoring)" in summary and f"{first:.3f} at t = 0 (base model)" in summary
     assert f"to {last:.3f} at t = {max(rule)}" in summary
     assert "agreement with t−1" not in html
+
+
+def test_skipped_images_are_named_in_the_stage_table(tmp_path, build_run):
+    from verl_ext.report.render import skipped_note
+
+    assert skipped_note({}) == "" and skipped_note({"skipped": {}}) == ""
+    summary = {
+        "skipped": {"too_large": 1, "corrupt": 2},
+        "skipped_examples": ["b.png (corrupt)", "big.png (too_large)"],
+    }
+    note = skipped_note(summary)
+    assert note == "skipped corrupt 2, too_large 1 (b.png (corrupt), big.png (too_large))"
+    assert skipped_note({**summary, "skipped_examples": [f"{i}.png" for i in range(5)]}).endswith("2.png, ...)")
+
+    run_dir = build_run(tmp_path / "run")
+    manifest = json.loads((run_dir / "manifest.json").read_text())
+    manifest["stages"].setdefault("0:images", {"state": "done", "seconds": 1.0})["summary"] = summary
+    (run_dir / "manifest.json").write_text(json.dumps(manifest))
+    html = write_report(run_dir).read_text()
+    assert "skipped corrupt 2, too_large 1 (b.png (corrupt), big.png (too_large))" in html

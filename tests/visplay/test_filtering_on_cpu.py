@@ -69,7 +69,7 @@ def test_result_counts_and_alignment():
     assert result.kept == [records[0], records[5]]
     assert result.kept[0] is records[0]  # the records themselves, not copies
     assert result.reasons == ["kept", "too_easy", "unparsable", "too_hard", "no_answer", "kept"]
-    assert result.counts == {"kept": 2, "too_easy": 1, "too_hard": 1, "no_answer": 1, "unparsable": 1}
+    assert result.counts == {"kept": 2, "too_easy": 1, "too_hard": 1, "no_answer": 1, "unparsable": 1, "too_long": 0}
     assert list(result.counts) == list(FILTER_REASONS)
 
 

@@ -1,21 +1,16 @@
-import os
 import time
 
 import pytest
 
 from verl_ext.visplay import QuestionRecord, extract_boxed, parse_question
 
-
-# Wall-clock budgets of the linear-time tests: a quadratic pass over 1 MB takes hours, a linear one well under a second
-# on an idle core, so 10 s tells them apart on a loaded 2-core box too. VISPLAY_TEST_TIME_SCALE scales them (tools/
-# mutate.py sets it: mutmut's first pass records which test calls which function, which slows every call).
-def budget(seconds: float) -> float:
-    return seconds * float(os.environ.get("VISPLAY_TEST_TIME_SCALE", "1"))
-
-
 # ---------------------------------------------------------------------------------------------------------------
 # parse_question
 # ---------------------------------------------------------------------------------------------------------------
+
+# A hang guard, not a speed target (that is benchmarks/): a backtracking (quadratic) parser needs hours on 1 MB, a
+# linear one well under a second, so the guard is loose enough that no machine load can trip it.
+HANG_GUARD_S = 30.0
 
 
 def test_parse_question_basic():
@@ -99,14 +94,14 @@ def test_parse_question_unicode():
 def test_parse_question_linear_on_1mb(text):
     start = time.perf_counter()
     assert parse_question(text) is None
-    assert time.perf_counter() - start < budget(10.0)
+    assert time.perf_counter() - start < HANG_GUARD_S
 
 
 def test_parse_question_1mb_valid():
     text = "x" * 1_000_000 + "<type>numerical</type><question>" + "q" * 1000 + "</question><answer>7</answer>"
     start = time.perf_counter()
     assert parse_question(text).answer == "7"
-    assert time.perf_counter() - start < budget(10.0)
+    assert time.perf_counter() - start < HANG_GUARD_S
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -177,4 +172,4 @@ def test_extract_boxed_non_str(value):
 def test_extract_boxed_linear_on_1mb(text, expected):
     start = time.perf_counter()
     assert extract_boxed(text) == expected
-    assert time.perf_counter() - start < budget(10.0)
+    assert time.perf_counter() - start < HANG_GUARD_S

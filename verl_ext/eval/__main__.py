@@ -4,9 +4,11 @@
     python -m verl_ext.eval --model base=Qwen/Qwen2.5-VL-7B-Instruct --model evo=runs/x/iter_3/reasoner_merge
     python -m verl_ext.eval --run R --benchmarks mmmu,mmstar --data mmmu=/data/MMMU --limit 200
     python -m verl_ext.eval --list                                          # the registry: names, sources, splits
+    python -m verl_ext.eval --run R --protocol visplay --data-root /data/visplay   # the reference's protocol
 
 Writes `results.json`, `table.md`, `table.csv` and per-item caches into --out (default RUN/eval, or
-evals/<label> for --model): a re-run generates, scores and judges only what is new.
+evals/<label> for --model; RUN/eval-visplay, evals/<label>-visplay under --protocol visplay): a re-run generates,
+scores and judges only what is new. docs/eval.md lists the rule each benchmark is scored by.
 """
 
 from __future__ import annotations
@@ -16,10 +18,10 @@ import os
 import sys
 from pathlib import Path
 
-from .benchmarks import BENCHMARKS, DEFAULT_BENCHMARKS, get_benchmark
+from .benchmarks import DEFAULT_BENCHMARKS, PROTOCOLS, get_benchmark, protocol_benchmarks
 from .data import TESTKIT_SOURCE, DataError, DataSource, testkit_data_root
 from .generate import GenerationConfig
-from .judge import JudgeConfig, JudgeConfigError
+from .judge import JudgeConfig, JudgeConfigError, official_mmvet_prompt
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -41,6 +43,13 @@ def build_parser() -> argparse.ArgumentParser:
     )
     what.add_argument("--base", help="label of the checkpoint deltas are taken against (default: the first)")
     what.add_argument("--list", action="store_true", help="list the registered benchmarks and exit")
+    what.add_argument(
+        "--protocol",
+        choices=PROTOCOLS,
+        default="official",
+        help="official (default): each benchmark's own answer rules; visplay: the reference implementation's data "
+        "copies, solver prompt, binary judge on the extracted answer and micro average (docs/eval.md)",
+    )
     data = p.add_argument_group("data")
     data.add_argument("--benchmarks", help=f"comma-separated (default: all: {','.join(DEFAULT_BENCHMARKS)})")
     data.add_argument(
@@ -79,6 +88,12 @@ def build_parser() -> argparse.ArgumentParser:
     j.add_argument("--judge-concurrency", type=int)
     j.add_argument("--judge-attempts", type=int, help="calls per item before it counts as failed (default 4)")
     j.add_argument("--no-judge", action="store_true", help="rule scoring only, even if the environment names a judge")
+    j.add_argument(
+        "--mmvet-grader-prompt",
+        metavar="FILE",
+        help="MM-Vet's official few-shot grader prompt as a text file (default $VISPLAY_MMVET_PROMPT, else an "
+        "installed lmms-eval's; without one MM-Vet is graded with our paraphrased rubric and labelled so)",
+    )
     p.add_argument("--out", help="output folder (default: RUN/eval, or evals/<first model label>)")
     return p
 
@@ -113,14 +128,35 @@ def _load_config(path: str | None) -> dict:
     return data
 
 
-def list_benchmarks() -> str:
-    lines = [f"{'name':<16}{'title':<16}{'default source':<28}{'split':<12}{'judge':<8}notes"]
-    for spec in BENCHMARKS.values():
+def list_benchmarks(protocol: str = "official") -> str:
+    lines = [f"{'name':<16}{'title':<16}{'default source':<32}{'split':<12}{'judge':<8}notes"]
+    for spec in protocol_benchmarks(protocol).values():
+        source = " or ".join(spec.hf_names) if spec.hf_path else "(--data-root)"
         lines.append(
-            f"{spec.name:<16}{spec.title:<16}{spec.hf_path:<28}{spec.split or '(all)':<12}"
-            f"{spec.judge_mode:<8}{spec.notes}"
+            f"{spec.name:<16}{spec.title:<16}{source:<32}{spec.split or '(all)':<12}{spec.judge_mode:<8}{spec.notes}"
         )
     return "\n".join(lines)
+
+
+def visplay_sources(args, root: str | None, limit) -> list[DataSource]:
+    """The reference's benchmark copies under `root` (protocol_visplay.VISPLAY_SETS); --data NAME=PATH overrides."""
+    from .protocol_visplay import VISPLAY_SETS
+
+    names = [n.strip() for n in args.benchmarks.split(",") if n.strip()] if args.benchmarks else list(VISPLAY_SETS)
+    for name in names:
+        get_benchmark(name, "visplay")
+    data = _pairs(args.data, "--data")
+    if root is None and any(name not in data for name in names):
+        raise DataError(
+            "the visplay protocol reads the reference's benchmark copies from a local folder: pass --data-root DIR "
+            "(MLLM_test/test.parquet, MMMU/, visnumbench/, hallusionbench/; docs/eval.md), or 'testkit'"
+        )
+    out = []
+    for name in names:
+        _, path, file_name = VISPLAY_SETS[name]
+        source = data.get(name) or str(Path(root) / path)
+        out.append(DataSource(name, source, None, None, limit, file_name if name not in data else None))
+    return out
 
 
 def resolve_sources(args, cfg: dict, run_recipe: dict | None, log=print) -> list[DataSource]:
@@ -141,7 +177,11 @@ def resolve_sources(args, cfg: dict, run_recipe: dict | None, log=print) -> list
         )
     if root == TESTKIT_SOURCE:
         root = str(testkit_data_root())
+        if args.protocol == "visplay":
+            root = str(Path(root) / "visplay")  # the same fixtures, in the reference's copies' layout
     limit = args.limit if args.limit is not None else cfg.get("limit")
+    if args.protocol == "visplay":
+        return visplay_sources(args, root, limit)
     sources = []
     for name in names:
         spec = get_benchmark(name)
@@ -166,7 +206,7 @@ def main(argv: list[str] | None = None) -> int:
 
     args = build_parser().parse_args(argv)
     if args.list:
-        print(list_benchmarks())
+        print(list_benchmarks(args.protocol))
         return 0
     if not args.run and not args.model:
         print("error: give --run RUN_DIR and/or --model [LABEL=]PATH (see --help)", file=sys.stderr)
@@ -212,16 +252,24 @@ def main(argv: list[str] | None = None) -> int:
                 extra["concurrency"] = args.judge_concurrency
             if args.judge_attempts:
                 extra["max_attempts"] = args.judge_attempts
+            extra.pop("mmvet_prompt_file", None)
             judge_cfg = JudgeConfig.from_env(
                 args.judge_model or jc.get("model"),
                 args.judge_url or jc.get("base_url"),
                 args.judge_api_key_env or jc.get("api_key_env"),
                 **extra,
             )
+            if judge_cfg is not None:
+                judge_cfg.mmvet_prompt = official_mmvet_prompt(args.mmvet_grader_prompt or jc.get("mmvet_prompt_file"))
         sources = resolve_sources(args, cfg, recipe)
-        out = Path(args.out) if args.out else (Path(args.run) / "eval" if args.run else Path("evals") / labels[0])
-        results = evaluate(checkpoints, sources, out, gen_cfg, judge_cfg, base_label=args.base)
-    except (DataError, JudgeConfigError, FileNotFoundError, KeyError, ValueError) as exc:
+        suffix = "" if args.protocol == "official" else f"-{args.protocol}"  # one protocol never overwrites another
+        out = (
+            Path(args.out)
+            if args.out
+            else (Path(args.run) / f"eval{suffix}" if args.run else Path("evals") / f"{labels[0]}{suffix}")
+        )
+        results = evaluate(checkpoints, sources, out, gen_cfg, judge_cfg, base_label=args.base, protocol=args.protocol)
+    except (DataError, JudgeConfigError, FileNotFoundError, KeyError, ValueError, OSError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     from .table import render_markdown

@@ -14,6 +14,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 ANSWER_TYPES = ("choice", "yesno", "math", "text")
+# The rule scorers of `scoring.RULES` (docs/eval.md says which benchmark uses which); the default follows answer_type.
+RULE_NAMES = ("mcq", "realworldqa", "mmmu", "letter", "yesno", "math", "text", "visplay")
+DEFAULT_RULE = {"choice": "letter", "yesno": "yesno", "math": "math", "text": "text"}
 LETTERS = "ABCDEFGHIJKLMNOP"
 CHOICE_HINT = "Answer with the option's letter from the given choices."
 YESNO_HINT = "Answer yes or no."
@@ -32,10 +35,14 @@ class EvalItem:
     choices: dict[str, str] | None = None  # letter -> option text, when the benchmark has options
     judge_question: str = ""  # the question as the benchmark states it (for the LLM judge)
     meta: dict = field(default_factory=dict)
+    rule: str = ""  # the rule scorer (RULE_NAMES); default: DEFAULT_RULE[answer_type]
 
     def __post_init__(self):
         if self.answer_type not in ANSWER_TYPES:
             raise ValueError(f"{self.benchmark}/{self.id}: answer_type {self.answer_type!r} not in {ANSWER_TYPES}")
+        self.rule = self.rule or DEFAULT_RULE[self.answer_type]
+        if self.rule not in RULE_NAMES:
+            raise ValueError(f"{self.benchmark}/{self.id}: rule {self.rule!r} not in {RULE_NAMES}")
         if not self.judge_question:
             self.judge_question = self.question
 
@@ -48,9 +55,18 @@ class Benchmark:
     split: str | None  # None: every split of the dataset, concatenated
     adapter: Callable[[dict, int], EvalItem | None]
     hf_config: str | None = None
-    judge_mode: str = "binary"  # binary: correct/incorrect; score: a 0..1 grade (MM-Vet)
+    judge_mode: str = "binary"  # binary: correct/incorrect; score: a 0..1 grade (MM-Vet); visplay: the reference's
     metric: str = "accuracy"
     notes: str = ""
+    hf_mirrors: tuple[str, ...] = ()  # other names of the same dataset on the hub, tried when hf_path fails
+    rule_scored: bool = True  # False: the benchmark's metric is a judge's (MM-Vet); no rule row, not in the average
+    group_metrics: str | None = None  # "hallusion": aAcc/fAcc/qAcc beside the item accuracy
+    protocol: str = "official"  # official | visplay (the reference implementation's protocol, protocol_visplay.py)
+    prompt: Callable[[EvalItem], str] | None = None  # the protocol's own solver prompt (None: the reasoner prompt)
+
+    @property
+    def hf_names(self) -> tuple[str, ...]:
+        return (self.hf_path, *self.hf_mirrors)
 
 
 BENCHMARKS: dict[str, Benchmark] = {}
@@ -63,11 +79,26 @@ def register_benchmark(spec: Benchmark) -> Benchmark:
     return spec
 
 
-def get_benchmark(name: str) -> Benchmark:
+PROTOCOLS = ("official", "visplay")  # official: each benchmark's own metric; visplay: the reference implementation's
+
+
+def protocol_benchmarks(protocol: str = "official") -> dict[str, Benchmark]:
+    if protocol == "official":
+        return BENCHMARKS
+    if protocol == "visplay":
+        from .protocol_visplay import VISPLAY_BENCHMARKS
+
+        return VISPLAY_BENCHMARKS
+    raise KeyError(f"unknown protocol {protocol!r} (known: {', '.join(PROTOCOLS)})")
+
+
+def get_benchmark(name: str, protocol: str = "official") -> Benchmark:
+    registry = protocol_benchmarks(protocol)
     try:
-        return BENCHMARKS[name]
+        return registry[name]
     except KeyError:
-        raise KeyError(f"unknown benchmark {name!r} (registered: {', '.join(BENCHMARKS)})") from None
+        where = "registered" if protocol == "official" else f"in the {protocol} protocol"
+        raise KeyError(f"unknown benchmark {name!r} ({where}: {', '.join(registry)})") from None
 
 
 # --------------------------------------------------------------------------------------------------
@@ -126,8 +157,18 @@ def mmvet(row: dict, index: int) -> EvalItem:
         answer=_s(row["answer"]),  # "<AND>": every part needed, "<OR>": any one
         answer_type="text",
         images=[row.get("image")],
-        meta={"capability": list(row.get("capability") or [])},
+        meta={"capability": _capabilities(row.get("capability"))},
     )
+
+
+def _capabilities(value: Any) -> list[str]:
+    """MM-Vet's capability cell: a list (HF) or a comma-separated string ("rec,ocr") of the release; never split
+    into characters."""
+    if value is None:
+        return []
+    if isinstance(value, str):
+        return [c.strip() for c in value.split(",") if c.strip()]
+    return [_s(c) for c in value if _s(c)]
 
 
 _MMMU_IMAGE_TOKEN = re.compile(r"<image (\d+)>")
@@ -135,13 +176,18 @@ _MMMU_IMAGE_TOKEN = re.compile(r"<image (\d+)>")
 
 def mmmu(row: dict, index: int) -> EvalItem:
     question = _s(row["question"])
-    mentioned = [int(k) for k in dict.fromkeys(_MMMU_IMAGE_TOKEN.findall(question))]
+    options = _literal_list(row.get("options"))
+    # lmms_eval/tasks/mmmu/utils.py mmmu_doc_to_visual: every <image k> of the question AND the options, sorted
+    # (an option may be a picture: "<image 2>").
+    prompt_text = question + "\n" + "\n".join(_s(o) for o in options)
+    mentioned = sorted({int(k) for k in _MMMU_IMAGE_TOKEN.findall(prompt_text)})
     order = mentioned or list(range(1, 8))
     images = [row.get(f"image_{k}") for k in order if row.get(f"image_{k}") is not None]
     question = _MMMU_IMAGE_TOKEN.sub(lambda m: f"[image {m.group(1)}]", question)
+    options = [_MMMU_IMAGE_TOKEN.sub(lambda m: f"[image {m.group(1)}]", _s(o)) for o in options]
     if len(images) > 1:
-        question += f"\n(The {len(images)} images are shown side by side, left to right, in the order they are named.)"
-    options = _literal_list(row.get("options"))
+        named = ", ".join(f"image {k}" for k in order if row.get(f"image_{k}") is not None)
+        question += f"\n(The {len(images)} images are shown side by side, left to right: {named}.)"
     mc = _s(row.get("question_type")) == "multiple-choice" and bool(options)
     choices = _letter_choices(options) if mc else None
     stated = f"{question}\n{format_options(choices)}" if choices else question
@@ -157,6 +203,7 @@ def mmmu(row: dict, index: int) -> EvalItem:
         choices=choices,
         judge_question=stated,
         meta={"subfield": _s(row.get("subfield")), "question_type": _s(row.get("question_type"))},
+        rule="mmmu",
     )
 
 
@@ -175,7 +222,7 @@ def realworldqa(row: dict, index: int) -> EvalItem:
     gold = _s(row["answer"])
     if choices and gold.upper() in choices:
         answer_type, gold = "choice", gold.upper()
-    else:
+    else:  # a free answer, exact match after normalisation (realworldqa_process_results)
         answer_type = "math" if _is_numeric(gold) else "text"
     return EvalItem(
         benchmark="realworldqa",
@@ -186,6 +233,7 @@ def realworldqa(row: dict, index: int) -> EvalItem:
         images=[row.get("image")],
         choices=choices if answer_type == "choice" else None,
         judge_question=question,
+        rule="realworldqa",
     )
 
 
@@ -209,7 +257,12 @@ def visnumbench(row: dict, index: int) -> EvalItem:
         images=[row.get("image") if row.get("image") is not None else row.get("image_path")],
         choices=choices or None,
         judge_question=stated,
-        meta={"task_class": _s(row.get("task_class")), "category": _s(row.get("Major_categories"))},
+        # GML-FMGroup/VisNumBench columns: class, id, question, option, answer, task_class, Attributes, image
+        meta={
+            "class": _s(row.get("class")),
+            "task_class": _s(row.get("task_class")),
+            "attributes": _s(row.get("Attributes")),
+        },
     )
 
 
@@ -270,7 +323,7 @@ def hallusionbench(row: dict, index: int) -> EvalItem | None:
         answer_type="yesno",
         images=[row.get("image")],
         judge_question=question,
-        meta={"category": _s(row.get("category")), "subcategory": _s(row.get("subcategory"))},
+        meta={k: _s(row.get(k)) for k in ("category", "subcategory", "set_id", "figure_id", "question_id")},
     )
 
 
@@ -291,6 +344,7 @@ def mmstar(row: dict, index: int) -> EvalItem:
         choices=choices,
         judge_question=question,
         meta={"category": _s(row.get("category")), "l2_category": _s(row.get("l2_category"))},
+        rule="mcq",
     )
 
 
@@ -302,22 +356,33 @@ for _spec in (
     Benchmark(
         "mmvet",
         "MM-Vet",
-        "lmms-lab/MMVet",
+        "lmms-lab-encoder/MMVet",
         "test",
         mmvet,
         judge_mode="score",
-        metric="mean 0-1 grade",
-        notes="free-form; officially graded by an LLM (0..1, partial credit)",
+        metric="mean 0-1 grade by an LLM judge",
+        notes="judged only: free-form answers graded 0..1 by an LLM (no rule score)",
+        hf_mirrors=("lmms-lab/MMVet",),
+        rule_scored=False,
     ),
     Benchmark(
         "mmmu",
         "MMMU",
-        "lmms-lab/MMMU",
+        "lmms-lab-encoder/MMMU",
         "validation",
         mmmu,
-        notes="validation split, all 30 subjects; multi-image questions get the images side by side",
+        notes="validation split, all 30 subjects; multi-image questions (option images too) side by side",
+        hf_mirrors=("lmms-lab/MMMU",),
     ),
-    Benchmark("realworldqa", "RealWorldQA", "lmms-lab/RealWorldQA", "test", realworldqa),
+    Benchmark(
+        "realworldqa",
+        "RealWorldQA",
+        "lmms-lab-encoder/RealWorldQA",
+        "test",
+        realworldqa,
+        metric="exact match",
+        hf_mirrors=("lmms-lab/RealWorldQA",),
+    ),
     Benchmark(
         "visnumbench",
         "VisNumBench",
@@ -339,10 +404,12 @@ for _spec in (
     Benchmark(
         "hallusionbench",
         "HallusionBench",
-        "lmms-lab/HallusionBench",
+        "lmms-lab-encoder/HallusionBench",
         "image",
         hallusionbench,
-        metric="question accuracy (aAcc)",
+        metric="question accuracy (aAcc); fAcc and qAcc beside it",
+        hf_mirrors=("lmms-lab/HallusionBench",),
+        group_metrics="hallusion",
     ),
     Benchmark("mmstar", "MMStar", "Lin-Chen/MMStar", "val", mmstar),
 ):

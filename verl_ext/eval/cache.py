@@ -4,6 +4,10 @@ A record is keyed by a hash of everything its value depends on (checkpoint finge
 scorer version and gold; judge model and prompt), so a re-run computes only what is new and a changed input simply
 misses. Appends are flushed per record; a line cut short by a crash is skipped on reading. Failed judge calls are
 not cached: the next run tries them again.
+
+Every record carries the SHA-256 of its own content (`sha256`), checked when the file is read: a record that was
+edited, damaged on disk, or written without one is not trusted; it is counted (`corrupt`) and simply missing, so
+the run computes it again and rewrites the file without it.
 """
 
 from __future__ import annotations
@@ -21,6 +25,21 @@ def digest(*parts: Any) -> str:
     return hashlib.sha256(blob.encode()).hexdigest()[:24]
 
 
+CHECKSUM = "sha256"
+
+
+def record_checksum(record: dict) -> str:
+    body = {k: v for k, v in record.items() if k != CHECKSUM}
+    blob = json.dumps(body, sort_keys=True, separators=(",", ":"), default=str)
+    return hashlib.sha256(blob.encode()).hexdigest()
+
+
+def sealed(record: dict) -> dict:
+    """The record as stored: its content and the SHA-256 of that content."""
+    body = json.loads(json.dumps({k: v for k, v in record.items() if k != CHECKSUM}, default=str))
+    return {**body, CHECKSUM: record_checksum(body)}
+
+
 class JsonlStore:
     """key -> record (a dict holding "key"), loaded from and appended to one JSONL file."""
 
@@ -28,15 +47,23 @@ class JsonlStore:
         self.path = Path(path)
         self._records: dict[str, dict] = {}
         self._lock = threading.Lock()
-        self.bad_lines = 0
+        self.bad_lines = 0  # lines not read: torn by a crash, or failing their checksum
+        self.corrupt = 0  # of which: records whose content does not match their checksum (or have none)
         if self.path.is_file():
-            with open(self.path, encoding="utf-8") as f:
+            with open(self.path, encoding="utf-8", errors="replace") as f:
                 for line in f:
                     try:
                         record = json.loads(line)
-                        self._records[record["key"]] = record
+                        key = record["key"]
                     except (json.JSONDecodeError, KeyError, TypeError):
                         self.bad_lines += 1  # a torn last line after a crash
+                        continue
+                    if record.get(CHECKSUM) != record_checksum(record):
+                        self.bad_lines += 1
+                        self.corrupt += 1
+                        self._records.pop(key, None)  # an earlier good copy is superseded by a damaged one: recompute
+                        continue
+                    self._records[key] = record
 
     def __contains__(self, key: str) -> bool:
         return key in self._records
@@ -56,7 +83,8 @@ class JsonlStore:
                 self._rewrite()
             with open(self.path, "a", encoding="utf-8") as f:
                 for record in records:
-                    f.write(json.dumps(record, sort_keys=True, default=str) + "\n")
+                    record = sealed(record)
+                    f.write(json.dumps(record, sort_keys=True) + "\n")
                     self._records[record["key"]] = record
                 f.flush()
                 os.fsync(f.fileno())

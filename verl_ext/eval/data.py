@@ -2,7 +2,12 @@
 
 `load_items(spec, source)` returns the benchmark's `EvalItem`s with image cells made loadable (relative image paths
 resolved against the data folder). Source resolution, first hit wins: an existing file or folder; `hf:NAME` or any
-other string: `datasets.load_dataset(NAME, config, split=split)` (the hub, or the local HF cache when offline).
+other string: `datasets.load_dataset(NAME, config, split=split)` (the hub, or the local HF cache when offline); the
+registry's default name falls back to the benchmark's mirrors (lmms-lab-encoder/X, then lmms-lab/X).
+
+An item is skipped, with a counted reason and its id in the summary, never aborting the run, when an image path
+leaves the data folder (`../..`, an absolute path: `outside_data`) or an image does not decode
+(`verl_ext.image_io.screen_image`: missing, corrupt, too_large, bad_aspect).
 """
 
 from __future__ import annotations
@@ -13,6 +18,8 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+from verl_ext.image_io import screen_image
 
 from .benchmarks import Benchmark, EvalItem
 
@@ -34,9 +41,13 @@ class DataSource:
     split: str | None
     config: str | None = None
     limit: int | None = None
+    file_name: str | None = None  # only rows whose `file_name` column is this (the reference's MLLM_test copy)
 
     def describe(self) -> dict:
-        return {"source": self.source, "split": self.split, "config": self.config, "limit": self.limit}
+        out = {"source": self.source, "split": self.split, "config": self.config, "limit": self.limit}
+        if self.file_name:
+            out["file_name"] = self.file_name
+        return out
 
 
 # --------------------------------------------------------------------------------------------------
@@ -138,8 +149,26 @@ def load_hf_rows(name: str, split: str | None, config: str | None) -> list[dict]
 # --------------------------------------------------------------------------------------------------
 
 
+class OutsideDataError(DataError):
+    """An image path that leaves the data folder (`../..`, an absolute path)."""
+
+
+def contained_path(base_dir: Path | None, relative: str | os.PathLike) -> Path:
+    """`base_dir/relative`, refused (OutsideDataError) when it is absolute or resolves outside `base_dir` (symlinks
+    followed). Without a data folder (rows from the hub) a path cell has nothing to be relative to: refused too."""
+    path = Path(relative)
+    if path.is_absolute() or base_dir is None:
+        raise OutsideDataError(f"image path {str(relative)!r} is absolute or has no data folder")
+    root = base_dir.resolve()
+    resolved = (root / path).resolve()
+    if resolved != root and root not in resolved.parents:
+        raise OutsideDataError(f"image path {str(relative)!r} leaves the data folder")
+    return resolved
+
+
 def resolve_image(cell: Any, base_dir: Path | None) -> Any:
-    """An image cell as `verl_ext.image_io.load_image` takes it: bytes, a PIL image, or an absolute path."""
+    """An image cell as `verl_ext.image_io.load_image` takes it: bytes, a PIL image, or a path inside the data folder
+    (OutsideDataError otherwise)."""
     if cell is None:
         return None
     if isinstance(cell, dict):
@@ -149,26 +178,63 @@ def resolve_image(cell: Any, base_dir: Path | None) -> Any:
         if not cell:
             return None
     if isinstance(cell, str | os.PathLike):
-        path = Path(cell)
-        if not path.is_absolute() and base_dir is not None:
-            candidates = [base_dir / path, *(p / path for p in base_dir.parents[:2])]
-            path = next((c for c in candidates if c.exists()), base_dir / path)
-        return str(path)
+        return str(contained_path(base_dir, cell))
     return cell
 
 
+def _usable_images(images: list, base_dir: Path | None) -> tuple[list, str | None]:
+    """(resolved image cells, None) or ([], the reason the item cannot be used)."""
+    out = []
+    for cell in images:
+        if cell is None:
+            continue
+        try:
+            resolved = resolve_image(cell, base_dir)
+        except OutsideDataError:
+            return [], "outside_data"
+        reason = "missing" if resolved is None else screen_image(resolved)
+        if reason:
+            return [], reason
+        out.append(resolved)
+    return (out, None) if out else ([], "missing")
+
+
+def _rows_from(spec: Benchmark, source: DataSource) -> tuple[list[dict], Path | None]:
+    """The rows of a source; the registry's default hub name falls back to the benchmark's mirrors."""
+    names = (source.source,)
+    if source.source in spec.hf_names:  # the name given first, then the other mirrors
+        names += tuple(n for n in spec.hf_names if n != source.source)
+    errors = []
+    for name in names:
+        try:
+            return load_rows(name, source.split, source.config)
+        except DataError as exc:
+            errors.append(str(exc))
+    raise DataError(" | ".join(errors))
+
+
 def load_items(spec: Benchmark, source: DataSource) -> tuple[list[EvalItem], dict]:
-    """The benchmark's items (first `limit` in dataset order) and a summary (rows, skipped, duplicate ids)."""
-    rows, base_dir = load_rows(source.source, source.split, source.config)
+    """The benchmark's items (first `limit` in dataset order) and a summary: rows, items, skipped, the reasons counted
+    (`skip_reasons`) and the skipped items named (`skipped_items`: id and reason, the first 20)."""
+    rows, base_dir = _rows_from(spec, source)
     items: list[EvalItem] = []
     seen: dict[str, int] = {}
-    skipped = 0
-    for index, row in enumerate(rows):
+    skipped, reasons, named = 0, {}, []
+    if source.file_name is not None:  # the row index stays the file's (the reference's dataset_index)
+        rows = [(i, r) for i, r in enumerate(rows) if r.get("file_name") == source.file_name]
+    else:
+        rows = list(enumerate(rows))
+    for index, row in rows:
         item = spec.adapter(row, index)
-        if item is None or not any(img is not None for img in item.images):
+        reason = "not_in_split" if item is None else None
+        if item is not None:
+            item.images, reason = _usable_images(item.images, base_dir)
+        if reason:
             skipped += 1
+            reasons[reason] = reasons.get(reason, 0) + 1
+            if len(named) < 20:
+                named.append({"id": item.id if item is not None else str(index), "reason": reason})
             continue
-        item.images = [resolve_image(img, base_dir) for img in item.images if img is not None]
         if item.id in seen:  # ids key the cache: make repeats unique, deterministically
             seen[item.id] += 1
             item.id = f"{item.id}#{seen[item.id]}"
@@ -178,21 +244,25 @@ def load_items(spec: Benchmark, source: DataSource) -> tuple[list[EvalItem], dic
         if source.limit is not None and len(items) >= source.limit:
             break
     if not items:
-        raise DataError(f"{spec.name}: no usable item in {source.source} (rows: {len(rows)}, skipped: {skipped})")
-    return items, {"rows": len(rows), "items": len(items), "skipped": skipped}
+        raise DataError(f"{spec.name}: no usable item in {source.source} (rows: {len(rows)}, skipped: {reasons})")
+    summary = {"rows": len(rows), "items": len(items), "skipped": skipped}
+    if skipped:
+        summary.update(skip_reasons=reasons, skipped_items=named)
+    return items, summary
 
 
 def testkit_data_root(cache_dir: str | Path | None = None) -> Path:
     """The test kit's benchmark fixtures, written once into a cache folder (offline stand-ins for CI and demos)."""
     import hashlib
 
+    from verl_ext.atomic_io import seal_dir, seal_problem
     from verl_ext.tiny import benchmarks as kit
 
     digest = hashlib.sha256(Path(kit.__file__).read_bytes()).hexdigest()[:12]  # a changed kit writes a new folder
     cache = Path(cache_dir or os.environ.get("VISPLAY_CACHE", Path.home() / ".cache" / "visplay"))
     root = cache / f"eval-fixtures-{digest}"
-    marker = root / ".complete"
-    if not marker.is_file():
+    if seal_problem(root) is not None:  # not built, not finished, or a file changed since: rebuilt, not trusted
         kit.write_benchmark_suite(root, kit.BENCHMARK_NAMES)
-        marker.write_text("ok\n")
+        kit.write_visplay_suite(root / "visplay")
+        seal_dir(root)
     return root

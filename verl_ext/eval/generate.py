@@ -214,7 +214,8 @@ def generate_for_checkpoint(model_path: str, cfg: GenerationConfig, prompts: lis
 
 def _child(argv: list[str]) -> int:
     import pyarrow.parquet as pq
-    from PIL import Image
+
+    from verl_ext.image_io import decode_rgb
 
     p = argparse.ArgumentParser(prog="python -m verl_ext.eval.generate", description="greedy decoding (internal)")
     p.add_argument("--model", required=True)
@@ -224,7 +225,7 @@ def _child(argv: list[str]) -> int:
     args = p.parse_args(argv)
     cfg = GenerationConfig(**json.loads(args.config))
     table = pq.read_table(args.requests).to_pydict()
-    images = [Image.open(io.BytesIO(b)).convert("RGB") for b in table["image"]]
+    images = [decode_rgb(b) for b in table["image"]]  # already fitted by the parent: decoded, not resized
     gen = make_generator(args.model, cfg)
     responses = gen(table["prompt"], images)
     tmp = f"{args.out}.tmp"

@@ -14,12 +14,15 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from verl_ext.atomic_io import atomic_write_json
+from verl_ext.image_io import ImageError
 
 from .benchmarks import Benchmark, EvalItem, get_benchmark
 from .cache import JsonlStore, digest, model_fingerprint
 from .data import DataSource, load_items
 from .generate import GenerationConfig, combine_images, generate_for_checkpoint, render_prompt
-from .judge import JudgeClient, JudgeConfig, judge_prompt
+from .judge import JudgeClient, JudgeConfig, Verdict, judge_prompt
+from .official import hallusion_accuracies
+from .protocol_visplay import extract_answer as visplay_extract
 from .scoring import SCORER_VERSION, score_response
 
 RESULTS_NAME = "results.json"
@@ -125,29 +128,40 @@ def evaluate(
     judge_cfg: JudgeConfig | None = None,
     *,
     base_label: str | None = None,
+    protocol: str = "official",
     log: Callable[[str], None] = print,
 ) -> dict:
-    """Score every checkpoint on every benchmark (only new items are generated/scored/judged); write the results."""
+    """Score every checkpoint on every benchmark (only new items are generated/scored/judged); write the results.
+    `protocol`: official (each benchmark's own metric, macro average) or visplay (the reference's, micro average)."""
     from .table import write_tables
 
     out_dir = Path(out_dir)
-    cache_root = out_dir / "cache"
+    cache_root = out_dir / "cache" if protocol == "official" else out_dir / f"cache-{protocol}"
     started = time.monotonic()
     benches: list[_Bench] = []
     for source in sources:
-        spec = get_benchmark(source.benchmark)
+        spec = get_benchmark(source.benchmark, protocol)
         items, summary = load_items(spec, source)
-        prompts = [render_prompt(it.question, gen_cfg, QUESTION_TYPE.get(it.answer_type)) for it in items]
+        prompts = [
+            spec.prompt(it) if spec.prompt else render_prompt(it.question, gen_cfg, QUESTION_TYPE.get(it.answer_type))
+            for it in items
+        ]
         benches.append(_Bench(spec, source, items, summary, prompts))
         split = f" (split {source.split})" if source.split else ""
         log(f"[eval] {spec.title}: {summary['items']} items from {source.source}{split}")
+        if summary["skipped"]:
+            named = ", ".join(f"{s['id']} ({s['reason']})" for s in summary.get("skipped_items", []))
+            log(f"[eval] {spec.title}: skipped {summary['skipped']} rows {summary.get('skip_reasons')}: {named}")
 
     results: dict = {
+        "protocol": protocol,
+        "average": "micro" if protocol == "visplay" else "macro",
+        "rule_scored": {b.spec.name: b.spec.rule_scored for b in benches},
         "checkpoints": [],
         "base": base_label or (checkpoints[0].label if checkpoints else None),
         "benchmarks": [b.spec.name for b in benches],
         "titles": {b.spec.name: b.spec.title for b in benches},
-        "data": {b.spec.name: {**b.source.describe(), **b.summary} for b in benches},
+        "data": {},  # filled at the end: an image that fails to decode while generating is counted there too
         "generation": {**asdict(gen_cfg), "engine": gen_cfg.resolved_engine()},
         "judge": judge_cfg.describe() if judge_cfg else None,
         "scores": {b.spec.name: {} for b in benches},
@@ -165,6 +179,13 @@ def evaluate(
                 }
                 for b in benches
             }
+            for name, kinds in stores.items():
+                for kind, store in kinds.items():
+                    if store.corrupt:
+                        log(
+                            f"[eval] cache {ckpt.label}/{name}/{kind}: {store.corrupt} records failed their checksum;"
+                            " not trusted, computed again"
+                        )
             _fill_responses(ckpt, fp, benches, stores, gen_cfg, log)
             for b in benches:
                 results["scores"][b.spec.name][ckpt.label] = _score(
@@ -173,12 +194,24 @@ def evaluate(
     finally:
         if judge is not None:
             judge.close()
+    results["data"] = {b.spec.name: {**b.source.describe(), **b.summary} for b in benches}
     results["seconds"] = round(time.monotonic() - started, 1)
     out_dir.mkdir(parents=True, exist_ok=True)
     atomic_write_json(out_dir / RESULTS_NAME, results)
     write_tables(results, out_dir)
     log(f"[eval] results: {out_dir / RESULTS_NAME}, table: {out_dir / 'table.md'}")
     return results
+
+
+def _drop_item(b: _Bench, item: EvalItem, reason: str, log) -> None:
+    """Take an item out of the evaluation (every checkpoint) with a counted, named reason."""
+    index = next(i for i, it in enumerate(b.items) if it is item)
+    del b.items[index], b.prompts[index]
+    s = b.summary
+    s["items"], s["skipped"] = s["items"] - 1, s["skipped"] + 1
+    s.setdefault("skip_reasons", {})[reason] = s.get("skip_reasons", {}).get(reason, 0) + 1
+    s.setdefault("skipped_items", []).append({"id": item.id, "reason": reason})
+    log(f"[eval] {b.spec.title}: item {item.id} skipped: its image does not decode ({reason})")
 
 
 def _fill_responses(ckpt, fp, benches, stores, gen_cfg, log) -> None:
@@ -196,7 +229,17 @@ def _fill_responses(ckpt, fp, benches, stores, gen_cfg, log) -> None:
         return
     log(f"[eval] {ckpt.label}: generating {len(pending)} of {total} responses ({ckpt.path})")
     started = time.monotonic()
-    images = [combine_images(item.images, gen_cfg) for _, item, _, _ in pending]
+    images, decodable = [], []
+    for entry in pending:
+        b, item = entry[0], entry[1]
+        try:
+            images.append(combine_images(item.images, gen_cfg))
+            decodable.append(entry)
+        except ImageError as exc:  # passed the header check at load time, fails to decode: skip it, name it
+            _drop_item(b, item, exc.reason, log)
+    pending = decodable
+    if not pending:
+        return
     responses = generate_for_checkpoint(ckpt.path, gen_cfg, [p for _, _, p, _ in pending], images, log)
     by_bench: dict[str, list[dict]] = {}
     for (b, item, _, key), response in zip(pending, responses, strict=True):
@@ -206,43 +249,75 @@ def _fill_responses(ckpt, fp, benches, stores, gen_cfg, log) -> None:
     log(f"[eval] {ckpt.label}: {len(pending)} responses in {time.monotonic() - started:.1f}s")
 
 
-def _score(ckpt, fp, b: _Bench, stores, gen_cfg, judge, judge_cfg, log) -> dict:
-    responses, rules, verdicts = stores["responses"], stores["rule"], stores["judge"]
-    rule_scores, new_rules, parsed = [], [], 0
-    judge_jobs: list[tuple[str, str, str]] = []
-    judge_keys: list[str] = []
-    for item, prompt in zip(b.items, b.prompts, strict=True):
-        response = responses.get(_response_key(fp, b, item, prompt, gen_cfg))["response"]
+def _group_metrics(b: _Bench, scores: dict[str, float]) -> dict | None:
+    """HallusionBench's aAcc/fAcc/qAcc over the items that have a score (item id -> 0..1)."""
+    if b.spec.group_metrics != "hallusion":
+        return None
+    records = [{**it.meta, "correct": scores[it.id] >= 1.0} for it in b.items if it.id in scores]
+    return hallusion_accuracies(records)
+
+
+def _rule_entry(b: _Bench, responses: dict[str, str], rules: JsonlStore) -> dict | None:
+    if not b.spec.rule_scored:
+        return None  # judged only (MM-Vet): no rule number is reported for it
+    scores: dict[str, float] = {}
+    new_rules, parsed, guessed = [], 0, 0
+    for item in b.items:
+        response = responses[item.id]
         rkey = _rule_key(item, response)
         rec = rules.get(rkey)
         if rec is None:
-            result = score_response(item, response)
-            rec = {"key": rkey, "id": item.id, **result.to_dict()}
+            rec = {"key": rkey, "id": item.id, **score_response(item, response).to_dict()}
             new_rules.append(rec)
-        rule_scores.append(float(rec["score"]))
+        scores[item.id] = float(rec["score"])
         parsed += rec["source"] != "none"
-        if judge is not None:
-            jprompt = judge_prompt(item, response, b.spec.judge_mode)
-            jkey = digest("judge", judge_cfg.cache_identity(), b.spec.judge_mode, jprompt)
-            judge_keys.append(jkey)
-            if jkey not in verdicts:
-                judge_jobs.append((jkey, jprompt, b.spec.judge_mode))
+        guessed += bool(rec.get("guessed"))
     rules.put_many(new_rules)
-    n = len(rule_scores)
+    n = len(scores)
     entry = {
-        "rule": {
-            "score": round(100.0 * sum(rule_scores) / n, 2) if n else None,
-            "n": n,
-            "total": n,
-            "parsed": parsed,
-            "new": len(new_rules),
-        },
-        "judge": None,
+        "score": round(100.0 * sum(scores.values()) / n, 2) if n else None,
+        "n": n,
+        "total": n,
+        "parsed": parsed,
+        "new": len(new_rules),
     }
+    if guessed:
+        entry["guessed"] = guessed  # MMMU's official parser guessed a letter for these (no option named)
+    metrics = _group_metrics(b, scores)
+    if metrics:
+        entry["metrics"] = metrics
+    return entry
+
+
+def _score(ckpt, fp, b: _Bench, stores, gen_cfg, judge, judge_cfg, log) -> dict:
+    responses_store, verdicts = stores["responses"], stores["judge"]
+    responses = {
+        item.id: responses_store.get(_response_key(fp, b, item, prompt, gen_cfg))["response"]
+        for item, prompt in zip(b.items, b.prompts, strict=True)
+    }
+    entry = {"rule": _rule_entry(b, responses, stores["rule"]), "judge": None}
+    n = len(b.items)
     if judge is not None:
+        mode = b.spec.judge_mode
+        judge_jobs: list[tuple[str, str, str]] = []
+        judge_keys: dict[str, str] = {}
+        settled: dict[str, float] = {}  # items whose verdict needs no call (visplay: nothing was extracted)
+        for item in b.items:
+            if mode == "visplay":
+                pred = visplay_extract(responses[item.id])
+                if not pred:
+                    settled[item.id] = 0.0
+                    continue
+                jprompt = judge_prompt(item, pred, mode)
+            else:
+                jprompt = judge_prompt(item, responses[item.id], mode, judge_cfg.mmvet_prompt)
+            jkey = digest("judge", judge_cfg.cache_identity(), mode, jprompt)
+            judge_keys[item.id] = jkey
+            if jkey not in verdicts:
+                judge_jobs.append((jkey, jprompt, mode))
         failed: dict[str, str] = {}
 
-        def keep(key, verdict):
+        def keep(key, verdict: Verdict):
             if verdict.score is None:
                 failed[key] = verdict.error or verdict.raw
             else:
@@ -252,18 +327,28 @@ def _score(ckpt, fp, b: _Bench, stores, gen_cfg, judge, judge_cfg, log) -> dict:
 
         if judge_jobs:
             log(f"[eval] {ckpt.label} / {b.spec.title}: judging {len(judge_jobs)} new items with {judge_cfg.model}")
-        judge.judge_many(judge_jobs, keep)
-        scores = [verdicts.get(k)["score"] for k in judge_keys if k in verdicts]
+        judge.judge_many(list(dict.fromkeys(judge_jobs)), keep)
+        scores = dict(settled)
+        for item_id, key in judge_keys.items():
+            if key in verdicts:
+                scores[item_id] = float(verdicts.get(key)["score"])
         entry["judge"] = {
-            "score": round(100.0 * sum(scores) / len(scores), 2) if scores else None,
+            "score": round(100.0 * sum(scores.values()) / len(scores), 2) if scores else None,
             "n": len(scores),
             "total": n,
             "failed": n - len(scores),
             "new": len(judge_jobs) - len(failed),
             "errors": sorted(set(failed.values()))[:5],
         }
+        if mode == "score":
+            entry["judge"]["prompt"] = "official grader prompt" if judge_cfg.mmvet_prompt else "paraphrased rubric"
+        metrics = _group_metrics(b, scores)
+        if metrics:
+            entry["judge"]["metrics"] = metrics
+    rule = entry["rule"]
     log(
-        f"[eval] {ckpt.label} / {b.spec.title}: rule {entry['rule']['score']} (n={n}, {len(new_rules)} new)"
+        f"[eval] {ckpt.label} / {b.spec.title}: "
+        + (f"rule {rule['score']} (n={n}, {rule['new']} new)" if rule else "judged only")
         + (
             f", judge {entry['judge']['score']} (n={entry['judge']['n']}, failed {entry['judge']['failed']})"
             if entry["judge"]

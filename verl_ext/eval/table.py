@@ -1,8 +1,10 @@
 """The results table: benchmark x checkpoint, rule and judge scores, the average, deltas to the base, items scored.
 
 Written as `table.md` (for people) and `table.csv` (for tools) next to `results.json`; `table_rows` is shared with
-the HTML report. The average is the macro mean over the benchmarks every checkpoint has a score for, so its deltas
-compare like with like.
+the HTML report. The average is over the benchmarks every checkpoint has a score for, so its deltas compare like with
+like: the macro mean under the official protocol, the micro mean (items pooled) under the visplay protocol, as the
+reference reports it. A benchmark scored only by a judge (MM-Vet) has no rule row; HallusionBench's fAcc and qAcc
+are rows of their own, outside the average. The notes say which protocol produced the numbers.
 """
 
 from __future__ import annotations
@@ -14,6 +16,12 @@ from pathlib import Path
 from verl_ext.atomic_io import atomic_write_text
 
 SCORERS = ("rule", "judge")
+PROTOCOL_NOTES = {
+    "official": "Protocol: official (each benchmark's own answer rules, docs/eval.md; macro average; MM-Vet judged "
+    "only).",
+    "visplay": "Protocol: visplay (the reference implementation's data copies, solver prompt, boxed extraction, "
+    "binary judge on the extracted answer; micro average over items), comparable with the paper's table.",
+}
 
 
 def _labels(results: dict) -> list[str]:
@@ -26,17 +34,26 @@ def _cell(results: dict, bench: str, label: str, scorer: str) -> dict | None:
     return (entry.get(scorer) if entry else None) or None
 
 
+def _metric_cell(cell: dict | None, metric: str) -> dict | None:
+    value = ((cell or {}).get("metrics") or {}).get(metric)
+    return None if cell is None or value is None else {**cell, "score": value}
+
+
 def table_rows(results: dict) -> list[dict]:
     """One row per (benchmark or "average", scorer): {benchmark, title, scorer, cells: {label: {score, delta, n,
-    total, failed}}}. Scorers with no score anywhere (judge off) are left out."""
+    total, failed}}, in_average}. Scorers with no score anywhere (judge off) are left out."""
     labels = _labels(results)
     base = results.get("base") or (labels[0] if labels else None)
     titles = results.get("titles", {})
+    rule_scored = results.get("rule_scored", {})
+    micro = results.get("average") == "micro"
     rows = []
     for scorer in SCORERS:
         if not any(_cell(results, b, lab, scorer) for b in results.get("benchmarks", []) for lab in labels):
             continue
         for bench in results.get("benchmarks", []):
+            if scorer == "rule" and rule_scored.get(bench) is False:
+                continue  # judged only: no rule number exists for it
             cells = {}
             base_cell = _cell(results, bench, base, scorer)
             for lab in labels:
@@ -53,18 +70,64 @@ def table_rows(results: dict) -> list[dict]:
                     "total": c.get("total"),
                     "failed": c.get("failed", 0),
                 }
-            rows.append({"benchmark": bench, "title": titles.get(bench, bench), "scorer": scorer, "cells": cells})
+            rows.append(
+                {
+                    "benchmark": bench,
+                    "title": titles.get(bench, bench),
+                    "scorer": scorer,
+                    "cells": cells,
+                    "in_average": True,
+                }
+            )
+            metrics = sorted(
+                {m for lab in labels for m in ((_cell(results, bench, lab, scorer) or {}).get("metrics") or {})}
+            )
+            for metric in metrics:  # HallusionBench: aAcc is the row above; fAcc, qAcc follow, outside the average
+                if metric == "aAcc":
+                    continue
+                mcells = {}
+                base_m = _metric_cell(_cell(results, bench, base, scorer), metric)
+                for lab in labels:
+                    c = _metric_cell(_cell(results, bench, lab, scorer), metric)
+                    delta = None
+                    if c is not None and base_m is not None and lab != base:
+                        delta = round(c["score"] - base_m["score"], 2)
+                    mcells[lab] = (
+                        None
+                        if c is None
+                        else {
+                            **{k: c.get(k) for k in ("n", "total")},
+                            "score": c["score"],
+                            "delta": delta,
+                            "failed": c.get("failed", 0),
+                        }
+                    )
+                title = f"{titles.get(bench, bench)} {metric}"
+                rows.append(
+                    {
+                        "benchmark": f"{bench}:{metric}",
+                        "title": title,
+                        "scorer": scorer,
+                        "cells": mcells,
+                        "in_average": False,
+                    }
+                )
         # Average over the benchmarks that every checkpoint has.
         complete = [
             r
             for r in rows
             if r["scorer"] == scorer
+            and r["in_average"]
             and all(r["cells"].get(lab) and r["cells"][lab]["score"] is not None for lab in labels)
         ]
         if complete:
             cells = {}
             for lab in labels:
-                mean = sum(r["cells"][lab]["score"] for r in complete) / len(complete)
+                if micro:  # items pooled: sum of correct over sum of items
+                    pooled = sum(r["cells"][lab]["n"] for r in complete)
+                    mean = sum(r["cells"][lab]["score"] * r["cells"][lab]["n"] for r in complete) / max(1, pooled)
+                else:
+                    mean = sum(r["cells"][lab]["score"] for r in complete) / len(complete)
                 cells[lab] = {
                     "score": round(mean, 2),
                     "delta": None,
@@ -76,8 +139,11 @@ def table_rows(results: dict) -> list[dict]:
                 for lab in labels:
                     if lab != base:
                         cells[lab]["delta"] = round(cells[lab]["score"] - cells[base]["score"], 2)
-            title = f"average ({len(complete)} benchmarks)"
-            rows.append({"benchmark": "average", "title": title, "scorer": scorer, "cells": cells})
+            kind = "micro average" if micro else "average"
+            title = f"{kind} ({len(complete)} benchmarks, {results.get('protocol', 'official')} protocol)"
+            rows.append(
+                {"benchmark": "average", "title": title, "scorer": scorer, "cells": cells, "in_average": False}
+            )
     return rows
 
 
@@ -121,10 +187,15 @@ def render_markdown(results: dict) -> str:
         "",
         "Scores in %, (delta to the base model). items: items scored per checkpoint; for the judge, items with a "
         "verdict / items (failed judge calls are counted, never guessed).",
+        PROTOCOL_NOTES.get(results.get("protocol", "official"), f"Protocol: {results.get('protocol')}."),
     ]
     judge = results.get("judge")
     if judge:
         notes.append(f"Judge: {judge['model']} at {judge['base_url']}.")
+        if "mmvet" in results.get("benchmarks", []) and results.get("protocol", "official") == "official":
+            notes.append(
+                f"MM-Vet: judged only, graded 0-1 with the {judge.get('mmvet_prompt', 'paraphrased rubric')}."
+            )
     else:
         notes.append("Judge: off (set --judge-model/--judge-url or VISPLAY_JUDGE_MODEL/VISPLAY_JUDGE_URL).")
     gen = results.get("generation") or {}

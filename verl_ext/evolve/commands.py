@@ -295,6 +295,8 @@ def pseudo_label_command(
         "--top-p", str(p.top_p),
         "--top-k", str(p.top_k),
         "--max-new-tokens", str(p.max_new_tokens),
+        # the reasoner's training prompt limit: a question too long to train on is not worth m samples either
+        "--max-prompt-tokens", str(recipe.reasoner.grpo.max_prompt_length),
         *_prompt_args("--prompt-template", recipe.prompts.reasoner),
         *_infer_common(recipe, spec, engine),
     ]  # fmt: skip

@@ -18,6 +18,8 @@ from typing import Any, Literal
 
 import yaml
 
+from verl_ext.image_io import IMAGE_PIXELS_PER_TOKEN
+
 
 class RecipeError(ValueError):
     """A recipe that cannot be used; `errors` lists one `key: problem` line per fault."""
@@ -251,7 +253,6 @@ class Recipe:
 
 
 LOGGERS = ("console", "wandb", "tensorboard")
-IMAGE_PIXELS_PER_TOKEN = 28 * 28  # Qwen2.5-VL / MiMo-VL: one token per 28x28 pixels after the 2x2 patch merge
 PROMPT_TEXT_TOKENS = 256  # chat template + instruction + question, generously
 
 # --------------------------------------------------------------------------------------------------

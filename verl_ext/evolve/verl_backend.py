@@ -126,7 +126,9 @@ class VerlBackend:
         from verl_ext.inference.openai_server import serve_model
 
         model = resolve_model(ctx.input("reasoner_model"))
-        with serve_model(model) as url:
+        # the reasoner's own prompt limit, as a vLLM server's max_model_len would enforce it: a longer question is a
+        # counted failure of that rollout (HTTP 400), never an unbounded allocation
+        with serve_model(model, max_prompt_tokens=ctx.recipe.reasoner.grpo.max_prompt_length) as url:
             ctx.log(f"[evolve] {ctx.spec.key}: frozen reasoner {model} served at {url}")
             self.reasoner_url = url
             try:

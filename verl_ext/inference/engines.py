@@ -50,6 +50,10 @@ class HFEngine:
         self.model.eval()
         self.batch_size = batch_size
 
+    def text_tokens(self, prompt: str) -> int:
+        """Tokens of a request's text alone (the chat template and image are counted by image_io.prompt_tokens)."""
+        return len(self.processor.tokenizer.encode(prompt, add_special_tokens=False))
+
     def sample(self, requests: list[Request], sampling: Sampling, seed: int) -> list[list[str]]:
         torch = self.torch
         torch.manual_seed(seed)  # one seed per shard; batches run in a fixed order, so a shard is reproducible
@@ -96,6 +100,10 @@ class VLLMEngine:
             max_model_len=max_model_len,
             limit_mm_per_prompt={"image": 1},
         )
+
+    def text_tokens(self, prompt: str) -> int:
+        """Tokens of a request's text alone (the chat template and image are counted by image_io.prompt_tokens)."""
+        return len(self.processor.tokenizer.encode(prompt, add_special_tokens=False))
 
     def sample(self, requests: list[Request], sampling: Sampling, seed: int) -> list[list[str]]:
         from vllm import SamplingParams

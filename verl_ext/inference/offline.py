@@ -29,6 +29,7 @@ from verl_ext.visplay.records import PSEUDO_LABEL_COLUMNS, QUESTION_COLUMNS
 from .engines import HFEngine, Request, Sampling, VLLMEngine
 
 SHARD_DIR = "shards"
+TOO_LONG = "too_long"  # the filter reason of a question whose prompt is over --max-prompt-tokens
 # Question columns a pseudo-label row carries over unchanged.
 CARRIED_COLUMNS = ("id", "source_image_id", "image", "question", "question_type", "iteration", "questioner_checkpoint")
 OUTPUT_NAME = {"generate": "questions.parquet", "pseudo_label": "labels.parquet"}
@@ -225,8 +226,24 @@ def generate_shard(engine, args, shard: int, images: dict, counts: list[int]) ->
     return pa.table(rows, schema=QUESTION_SCHEMA)
 
 
+def over_prompt_limit(engine, requests: dict, args) -> list:
+    """Keys of the requests whose prompt (text tokens + chat template + the image's visual tokens) exceeds
+    `args.max_prompt_tokens` (0 = no limit): they are not sampled but kept as rows with filter_reason `too_long`, so an
+    over-long question can neither exhaust memory nor vanish uncounted."""
+    from verl_ext.image_io import prompt_tokens
+
+    limit = getattr(args, "max_prompt_tokens", 0) or 0
+    if limit <= 0:
+        return []
+    return [
+        key
+        for key, r in requests.items()
+        if prompt_tokens(engine.text_tokens(r.prompt), r.image, args.min_pixels, args.max_pixels) > limit
+    ]
+
+
 def pseudo_label_shard(engine, args, shard: int, questions: dict) -> pa.Table:
-    """Votes over one shard's questions (`questions`: its rows only)."""
+    """Votes over one shard's questions (`questions`: its rows only); over-long prompts are counted, not sampled."""
     from verl_ext.prompts import render_reasoner_prompt
     from verl_ext.visplay import extract_boxed
     from verl_ext.visplay.voting import majority_vote_batch
@@ -234,13 +251,16 @@ def pseudo_label_shard(engine, args, shard: int, questions: dict) -> pa.Table:
     rows = {name: [] for name in LABEL_SCHEMA.names}
     lo, hi = 0, len(questions["id"])
     parsed = [i for i in range(lo, hi) if questions["question"][i] is not None]
-    requests = [
-        Request(
+    requests = {
+        i: Request(
             render_reasoner_prompt(questions["question"][i], args.prompt_template, questions["question_type"][i]),
             _load_image(questions["image"][i], args),
         )
         for i in parsed
-    ]
+    }
+    too_long = set(over_prompt_limit(engine, requests, args))
+    parsed = [i for i in parsed if i not in too_long]
+    requests = [requests[i] for i in parsed]
     seed = derive_seed(args.seed, args.iteration, "pseudo_label", shard)
     sampling = Sampling(args.m, args.temperature, args.top_p, args.top_k, args.max_new_tokens)
     responses = engine.sample(requests, sampling, seed) if requests else []
@@ -255,7 +275,7 @@ def pseudo_label_shard(engine, args, shard: int, questions: dict) -> pa.Table:
         rows["num_samples"].append(vote.num_responses if vote else 0)
         rows["num_unparsed"].append(vote.num_unparsed if vote else 0)
         rows["answers"].append(answers.get(i))
-        rows["filter_reason"].append(None)
+        rows["filter_reason"].append(TOO_LONG if i in too_long else None)
         rows["reasoner_checkpoint"].append(args.model)
         rows["shard"].append(shard)
     return pa.table(rows, schema=LABEL_SCHEMA)
@@ -371,6 +391,7 @@ def main(argv: list[str] | None = None) -> int:
         "inputs": args.images if stage == "generate" else args.questions,
         "images_per_iteration": getattr(args, "images_per_iteration", None),
         "rows": total,
+        "max_prompt_tokens": getattr(args, "max_prompt_tokens", None),
     }
     atomic_write_json(out_dir / "provenance.json", provenance)
     print(f"[infer] {stage}: {total} rows -> {out_dir / OUTPUT_NAME[stage]}", flush=True)
@@ -414,6 +435,12 @@ def build_parser() -> argparse.ArgumentParser:
     pl = sub.add_parser("pseudo-label", parents=[common], help="majority-vote pseudo-labels from the reasoner")
     pl.add_argument("--questions", required=True)
     pl.add_argument("--m", type=int, required=True)
+    pl.add_argument(
+        "--max-prompt-tokens",
+        type=int,
+        default=0,
+        help="questions whose prompt (text + image tokens) is longer are not sampled: too_long (0 = off)",
+    )
     return p
 
 

@@ -9,7 +9,6 @@ from __future__ import annotations
 import argparse
 import base64
 import contextlib
-import io
 import ipaddress
 import json
 import signal
@@ -46,7 +45,7 @@ def error_body(message: str, status: int, param: str | None = None) -> dict:
 
 
 def _decode_image_url(url: str):
-    from PIL import Image
+    from verl_ext.image_io import ImageError, decode_rgb
 
     if url.startswith("data:"):
         header, sep, payload = url.partition(",")
@@ -64,11 +63,9 @@ def _decode_image_url(url: str):
     else:
         raise RequestError("image_url must be a data: or file: URL (this server never fetches)", param="url")
     try:
-        image = Image.open(io.BytesIO(data))
-        image.load()
-    except Exception as exc:
-        raise RequestError(f"image_url does not hold a readable image: {exc}", param="url") from exc
-    return image.convert("RGB")
+        return decode_rgb(data)  # the decoder every stage shares
+    except ImageError as exc:
+        raise RequestError(f"image_url does not hold a usable image ({exc})", param="url") from exc
 
 
 def parse_messages(messages) -> tuple[list[dict], list]:
@@ -144,7 +141,14 @@ def parse_sampling(request: dict) -> dict:
 class ChatModel:
     """A HF model and its processor behind a lock: chat request in, OpenAI response dict out."""
 
-    def __init__(self, model_path, name: str | None = None, device: str | None = None, dtype: str = "auto"):
+    def __init__(
+        self,
+        model_path,
+        name: str | None = None,
+        device: str | None = None,
+        dtype: str = "auto",
+        max_prompt_tokens: int | None = None,
+    ):
         from verl_ext.compat.torchvision_shim import install_hook
 
         install_hook()
@@ -155,6 +159,7 @@ class ChatModel:
         self.name = name or Path(self.path).name
         self.device = device or ("cuda" if torch.cuda.is_available() else "cpu")
         self.lock = threading.Lock()
+        self.max_prompt_tokens = max_prompt_tokens  # as vLLM's max_model_len: a longer prompt is a 400, never run
         try:
             processor = AutoProcessor.from_pretrained(self.path)
         except (OSError, ValueError, TypeError):  # text-only models, on some transformers versions
@@ -225,13 +230,19 @@ class ChatModel:
         messages, images = parse_messages(request.get("messages"))
         sampling = parse_sampling(request)
         inputs = self._encode(messages, images)
+        prompt_tokens = int(inputs["input_ids"].shape[1])
+        if self.max_prompt_tokens and prompt_tokens > self.max_prompt_tokens:
+            raise RequestError(
+                f"the prompt has {prompt_tokens} tokens (text and image), more than this server's limit of "
+                f"{self.max_prompt_tokens}",
+                param="messages",
+            )
         generated = self._generate(inputs, sampling)
         choices, completion_tokens = [], 0
         for index, tokens in enumerate(generated):
             choice, length = self._choice(index, tokens, sampling["stop"])
             choices.append(choice)
             completion_tokens += length
-        prompt_tokens = int(inputs["input_ids"].shape[1])
         return {
             "id": f"chatcmpl-{uuid.uuid4().hex}",
             "object": "chat.completion",
@@ -348,9 +359,12 @@ class OpenAIChatServer:
         device=None,
         dtype: str = "auto",
         verbose: bool = False,
+        max_prompt_tokens: int | None = None,
     ):
         self.address = (_loopback_address(host), int(port))
-        self.chat_model = ChatModel(model_path, name=model_name, device=device, dtype=dtype)
+        self.chat_model = ChatModel(
+            model_path, name=model_name, device=device, dtype=dtype, max_prompt_tokens=max_prompt_tokens
+        )
         self.verbose = verbose
         self._server: _Server | None = None
         self._thread: threading.Thread | None = None
@@ -379,7 +393,8 @@ class OpenAIChatServer:
 @contextlib.contextmanager
 def serve_model(model_path, host: str = "127.0.0.1", port: int = 0, **kwargs):
     """Serve `model_path` at an OpenAI-compatible endpoint for the duration of the block; yields the base URL
-    (`http://127.0.0.1:<port>/v1`). Keyword arguments: model_name, device, dtype, verbose (see OpenAIChatServer)."""
+    (`http://127.0.0.1:<port>/v1`). Keyword arguments: model_name, device, dtype, verbose, max_prompt_tokens (see
+    OpenAIChatServer)."""
     server = OpenAIChatServer(model_path, host=host, port=port, **kwargs).start()
     try:
         yield server.url
@@ -395,9 +410,16 @@ def main(argv=None) -> int:
     parser.add_argument("--model-name", default=None, help="name reported by /v1/models (default: folder name)")
     parser.add_argument("--device", default=None)
     parser.add_argument("--verbose", action="store_true", help="log every request")
+    parser.add_argument("--max-prompt-tokens", type=int, default=None, help="longer prompts get a 400 (as vLLM's)")
     args = parser.parse_args(argv)
     server = OpenAIChatServer(
-        args.model_path, args.host, args.port, model_name=args.model_name, device=args.device, verbose=args.verbose
+        args.model_path,
+        args.host,
+        args.port,
+        model_name=args.model_name,
+        device=args.device,
+        verbose=args.verbose,
+        max_prompt_tokens=args.max_prompt_tokens,
     ).start()
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
     print(server.url, flush=True)

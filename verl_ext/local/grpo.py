@@ -79,6 +79,7 @@ def trl_config(
         report_to=[REPORT_TO[name] for name in loggers if name in REPORT_TO] or "none",
         save_strategy="steps" if checkpoint_every else "no",
         save_steps=(checkpoint_every * per_step) if checkpoint_every else 500,
+        save_total_limit=2,  # as the verl recipes: the newest two (one may be cut by a kill while saving)
         disable_tqdm=True,
         dataloader_num_workers=0,
         dataloader_pin_memory=False,
@@ -102,12 +103,21 @@ def make_dataset(rows: dict[str, list], minimum_rows: int):
 
 
 def latest_checkpoint(out_dir: str | Path) -> str | None:
+    """The newest complete TRL checkpoint: the Trainer writes `trainer_state.json` last, so a checkpoint whose state
+    file is missing or cut (a kill while saving) is skipped for the one before it."""
     found = []
     for p in Path(out_dir).glob("checkpoint-*"):
         m = re.fullmatch(r"checkpoint-(\d+)", p.name)
-        if m and (p / "trainer_state.json").is_file():
+        if m and _readable_state(p / "trainer_state.json"):
             found.append((int(m.group(1)), p))
     return str(max(found)[1]) if found else None
+
+
+def _readable_state(path: Path) -> bool:
+    try:
+        return isinstance(json.loads(path.read_text()), dict)
+    except (OSError, ValueError):
+        return False
 
 
 def trim_metrics(path: str | Path, through_step: int) -> None:

@@ -7,7 +7,6 @@ verl's datasets build: one user turn holding the image, then the rendered Jinja 
 from __future__ import annotations
 
 import contextlib
-import io
 import os
 import shutil
 import tempfile
@@ -79,20 +78,11 @@ def chat_text(processor, text: str, with_image: bool = True, answer: str | None 
 
 
 def decode_image(value: Any):
-    """An RGB PIL image from encoded bytes, an HF {"bytes", "path"} struct, a path, or a PIL image."""
-    from PIL import Image
+    """An RGB PIL image from encoded bytes, an HF {"bytes", "path"} struct, a path, or a PIL image: the decoder every
+    stage shares (`verl_ext.image_io.decode_rgb`), at native size (the processor fits the pixel bounds)."""
+    from verl_ext.image_io import decode_rgb
 
-    if isinstance(value, dict):
-        value = value.get("bytes") or value.get("path")
-    if isinstance(value, (bytes, bytearray, memoryview)):
-        image = Image.open(io.BytesIO(bytes(value)))
-    elif isinstance(value, (str, os.PathLike)):
-        image = Image.open(value)
-    elif hasattr(value, "convert"):
-        image = value
-    else:
-        raise TypeError(f"cannot read an image from {type(value).__name__}")
-    return image.convert("RGB")
+    return decode_rgb(value)
 
 
 def save_model_dir(model, processor, out_dir: str | os.PathLike) -> Path:

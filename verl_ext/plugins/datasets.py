@@ -17,10 +17,13 @@ from typing import Any
 from verl.utils.dataset.rl_dataset import RLHFDataset
 
 from verl_ext.image_io import (  # noqa: F401  (re-exported: the datasets' public image API)
+    CHAT_TEMPLATE_TOKENS,
     DEFAULT_MAX_PIXELS,
     DEFAULT_MIN_PIXELS,
+    IMAGE_PIXELS_PER_TOKEN,
     ImageError,
     image_size,
+    image_tokens,
     load_image,
     screen_image,
 )
@@ -31,20 +34,6 @@ logger = logging.getLogger(__name__)
 logger.setLevel(os.getenv("VERL_LOGGING_LEVEL", "INFO"))
 
 MAX_SUBSTITUTIONS = 16  # consecutive undecodable rows a dataset skips before it gives up
-IMAGE_PIXELS_PER_TOKEN = 28 * 28  # Qwen2-VL / Qwen2.5-VL: one token per 28 x 28 pixels after the 2 x 2 merge
-CHAT_TEMPLATE_TOKENS = 32  # the chat template's role markers and vision start/end tokens, generously
-
-
-def image_tokens(width: int, height: int, min_pixels: int, max_pixels: int) -> int:
-    """Visual tokens of an image once fitted into [min_pixels, max_pixels] (Qwen2.5-VL's smart_resize rounding)."""
-    pixels = width * height
-    scale = 1.0
-    if max_pixels and pixels > max_pixels:
-        scale = math.sqrt(max_pixels / pixels)
-    elif min_pixels and pixels < min_pixels:
-        scale = math.sqrt(min_pixels / pixels)
-    side = math.sqrt(IMAGE_PIXELS_PER_TOKEN)
-    return max(1, round(height * scale / side)) * max(1, round(width * scale / side))
 
 
 def _is_blank(value: Any) -> bool:

@@ -292,15 +292,10 @@ def image_to_data_url(image: Any, image_format: str = "PNG") -> str:
     """PIL image, encoded bytes or a file path → `data:image/...;base64,...` (RGB)."""
     from PIL import Image
 
-    if isinstance(image, str | os.PathLike):
-        with Image.open(image) as opened:
-            image = opened.convert("RGB")
-    elif isinstance(image, bytes | bytearray):
-        with Image.open(io.BytesIO(bytes(image))) as opened:
-            image = opened.convert("RGB")
-    elif isinstance(image, Image.Image):
-        if image.mode != "RGB":
-            image = image.convert("RGB")
+    from verl_ext.image_io import decode_rgb
+
+    if isinstance(image, str | os.PathLike | bytes | bytearray | Image.Image):
+        image = decode_rgb(image)  # the decoder every stage shares (16-bit greyscale scaled, EXIF applied)
     else:
         raise TypeError(f"unsupported image type {type(image).__name__}")
     fmt = image_format.upper()

@@ -50,7 +50,7 @@ class GalleryItem:
     num_samples: int
     num_unparsed: int | None
     votes: list[tuple[str, int]]  # (answer, count), most common first; "∅" = no parsable answer
-    reason: str  # kept | too_easy | too_hard | no_answer | unparsable
+    reason: str  # kept | too_easy | too_hard | no_answer | unparsable | too_long
 
     @property
     def kept(self) -> bool:
@@ -180,15 +180,11 @@ def training_curves(run_dir: Path, role: str, iterations: int) -> dict[str, list
 
 def image_data_uri(cell, side: int = THUMB_SIDE) -> str | None:
     """A thumbnail (longest side <= `side`) as a data URI: PNG for small images, JPEG for photos."""
-    from PIL import Image
+    from verl_ext.image_io import ImageError, decode_rgb
 
     try:
-        if isinstance(cell, dict):
-            cell = cell.get("bytes")
-        image = Image.open(io.BytesIO(bytes(cell)))
-        image.load()
-        image = image.convert("RGB")
-    except Exception:
+        image = decode_rgb(cell)  # the decoder the stages used: the thumbnail shows what the model saw
+    except ImageError:
         return None
     image.thumbnail((side, side))
     buf = io.BytesIO()

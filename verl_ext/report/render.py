@@ -27,6 +27,7 @@ REASON_COLORS = {
     "too_hard": "#d62728",
     "no_answer": "#ff7f0e",
     "unparsable": "#7f7f7f",
+    "too_long": "#9467bd",
 }
 STAGE_ORDER = ("questioner", "questioner_merge", "generate", "pseudo_label", "filter", "reasoner", "reasoner_merge")
 
@@ -324,6 +325,18 @@ def iteration_rows(data: RunData) -> list[dict]:
     return rows
 
 
+def skipped_note(summary: dict) -> str:
+    """What a stage skipped, by reason, and the first files it named: "skipped corrupt 2, too_large 1 (a.png, ...)"."""
+    skipped = summary.get("skipped") or {}
+    if not isinstance(skipped, dict) or not skipped:
+        return ""
+    counts = ", ".join(f"{reason} {n}" for reason, n in sorted(skipped.items()))
+    examples = [str(e) for e in (summary.get("skipped_examples") or [])][:3]
+    return f"skipped {counts}" + (
+        f" ({', '.join(examples)}{', ...' if len(examples) == 3 else ''})" if examples else ""
+    )
+
+
 def stage_rows(data: RunData) -> list[dict]:
     stages = data.manifest.get("stages") or {}
     rows = []
@@ -333,7 +346,13 @@ def stage_rows(data: RunData) -> list[dict]:
             {
                 "t": 0,
                 "cells": [
-                    {"name": k.split(":")[1], "state": r.get("state"), "seconds": r.get("seconds")} for k, r in prep
+                    {
+                        "name": k.split(":")[1],
+                        "state": r.get("state"),
+                        "seconds": r.get("seconds"),
+                        "note": skipped_note(r.get("summary") or {}),
+                    }
+                    for k, r in prep
                 ],
             }
         )
@@ -341,7 +360,14 @@ def stage_rows(data: RunData) -> list[dict]:
         cells = []
         for name in STAGE_ORDER:
             r = stages.get(f"{t}:{name}") or {}
-            cells.append({"name": name, "state": r.get("state", "pending"), "seconds": r.get("seconds")})
+            cells.append(
+                {
+                    "name": name,
+                    "state": r.get("state", "pending"),
+                    "seconds": r.get("seconds"),
+                    "note": skipped_note(r.get("summary") or {}),
+                }
+            )
         rows.append({"t": t, "cells": cells})
     return rows
 
@@ -397,7 +423,8 @@ finished · written {{ now }}</div>
 <th class="l" colspan="{{ stage_cols }}">stage: state (seconds)</th></tr>
 {% for row in stages %}<tr><td class="l">{{ row.t }}</td>
 {% for c in row.cells %}<td class="l {{ c.state }}">{{ c.name }}:
-{{ c.state }}{% if c.seconds is not none %} ({{ '%.0f' % c.seconds }}s){% endif %}</td>{% endfor %}</tr>
+{{ c.state }}{% if c.seconds is not none %} ({{ '%.0f' % c.seconds }}s){% endif %}{% if c.note %}
+<br><span class="note">{{ c.note }}</span>{% endif %}</td>{% endfor %}</tr>
 {% endfor %}</table>
 
 <h2 id="coevolution">Co-evolution</h2>

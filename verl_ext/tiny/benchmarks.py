@@ -134,6 +134,11 @@ def _mmmu(i, image, scene, q, value, opts, gold, images):
     if i == 2:  # two images, referenced in the text
         row["image_2"] = _hf_image(images[-1][0])
         row["question"] = f"<image 1> {q} (<image 2> is another picture, for comparison.)"
+    if i == 3:  # an option that is a picture, named only in the options (as MMMU stores it)
+        row["image_2"] = _hf_image(images[-1][0])
+        options = list(opts)
+        options[(LETTERS.index(gold) + 1) % 4] = "<image 2>"
+        row["options"] = repr(options)
     return row
 
 
@@ -150,15 +155,14 @@ def _realworldqa(i, image, scene, q, value, opts, gold, images):
 
 def _visnumbench(i, image, scene, q, value, opts, gold, images):
     option = " ".join(f"({LETTERS[k].lower()}) {o}" for k, o in enumerate(opts))
-    return {
+    return {  # the columns of GML-FMGroup/VisNumBench
+        "class": "Quantity",
         "id": f"{i}_Quantity",
         "question": f"Which of the following is a reasonable estimate? {q}",
         "option": option,
         "answer": f"({gold.lower()}) {value}",  # "(b) 73%": the letter first, then the option text
         "task_class": "value estimation",
-        "Major_categories": "Quantity",
-        "Minor_category": scene["kind"],
-        "option_num": 4,
+        "Attributes": "Synthetic",
         "image": _hf_image(image),
     }
 
@@ -335,3 +339,72 @@ def write_benchmark_folder(folder, name: str, n: int = DEFAULT_ITEMS, seed: int 
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text("".join(json.dumps(r) + "\n" for r in plain))
     return folder
+
+
+# --------------------------------------------------------------------------------------------------
+# The reference implementation's benchmark copies (problem / answer / images), for --protocol visplay
+# --------------------------------------------------------------------------------------------------
+
+# The reference's folder layout (VisPlay Evaluation/eval_boxed_accuracy.py): one parquet holds four sets, told apart by
+# `file_name`; the others have a parquet each.
+VISPLAY_LAYOUT = {
+    "mmmu": ("MMMU/data/test-00000-of-00001.parquet", None),
+    "mmvet": ("MLLM_test/test.parquet", "mm-vet"),
+    "realworldqa": ("MLLM_test/test.parquet", "realWorldQA"),
+    "visnumbench": ("visnumbench/data/test-00000-of-00001.parquet", None),
+    "mathverse": ("MLLM_test/test.parquet", "mathverse"),
+    "mathvision": ("MLLM_test/test.parquet", "mathvision"),
+    "hallusionbench": ("hallusionbench/data/test-00000-of-00001.parquet", None),
+}
+
+
+def visplay_rows(name: str, n: int = DEFAULT_ITEMS, seed: int = 0) -> list[dict]:
+    """`n` rows in the reference's copies' columns: `problem` (with an `<image>` placeholder), `answer`, `images`
+    (a list of image structs) and, in the shared MLLM_test file, `file_name`."""
+    _, file_name = VISPLAY_LAYOUT[name]
+    images = make_images(n + 1, seed=seed)
+    rows = []
+    for i in range(n):
+        image, scene = images[i]
+        q, value, distractors = _fact(scene)
+        opts, gold = _options(value, distractors, i)
+        if name == "hallusionbench":
+            truthful = i % 2 == 0
+            problem, answer = (
+                f"<image>Is the answer to '{q}' {value if truthful else value + 2}?",
+                ("Yes" if truthful else "No"),
+            )
+        elif name in ("mmmu", "realworldqa", "visnumbench") or (name == "mathvision" and i % 2 == 0):
+            listed = "\n".join(f"{LETTERS[k]}. {o}" for k, o in enumerate(opts))
+            problem, answer = f"<image>{q}\nOptions:\n{listed}", gold
+        else:
+            problem, answer = f"<image>{q}", str(value)
+        row = {"problem": problem, "answer": answer, "images": [_hf_image(image)]}
+        if file_name:
+            row["file_name"] = file_name
+        rows.append(row)
+    return rows
+
+
+def write_visplay_suite(root, names=tuple(VISPLAY_LAYOUT), n: int = DEFAULT_ITEMS, seed: int = 0) -> Path:
+    """The reference's benchmark copies under `root`: MLLM_test/test.parquet (four sets by file_name), MMMU/,
+    visnumbench/, hallusionbench/ (data/test-00000-of-00001.parquet each)."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    root = Path(root)
+    by_file: dict[str, list[dict]] = {}
+    for name in names:
+        by_file.setdefault(VISPLAY_LAYOUT[name][0], []).extend(visplay_rows(name, n, seed))
+    image_type = pa.struct([("bytes", pa.binary()), ("path", pa.string())])
+    for rel, rows in by_file.items():
+        fields = [("problem", pa.string()), ("answer", pa.string()), ("images", pa.list_(image_type))]
+        if "file_name" in rows[0]:
+            fields.append(("file_name", pa.string()))
+        table = pa.Table.from_pylist(rows, schema=pa.schema(fields))
+        path = root / rel
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(f".{path.name}.tmp")
+        pq.write_table(table, tmp)
+        tmp.replace(path)
+    return root

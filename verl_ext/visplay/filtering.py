@@ -40,10 +40,12 @@ def _text(value) -> bool:
 
 
 def filter_reason(record, low: float = PAPER_BAND[0], high: float = PAPER_BAND[1]) -> str:
-    """Reason for one record: unparsable, no_answer, too_easy (p > high), too_hard (p < low), else kept.
+    """Reason for one record: unparsable, too_long, no_answer, too_easy (p > high), too_hard (p < low), else kept.
 
-    A record that is not a mapping, or has no non-blank question, is unparsable. A missing/blank pseudo-label, or a
-    confidence that is not a finite number (NaN, None, a string: no usable vote), is no_answer.
+    A record that is not a mapping, or has no non-blank question, is unparsable. A record pseudo-labelling marked
+    `filter_reason: too_long` (its prompt was over the token limit, so it was never sampled) stays too_long. A
+    missing/blank pseudo-label, or a confidence that is not a finite number (NaN, None, a string: no usable vote), is
+    no_answer.
     """
     low, high = _check_band(low, high)
     return _reason(record, low, high)
@@ -52,6 +54,8 @@ def filter_reason(record, low: float = PAPER_BAND[0], high: float = PAPER_BAND[1
 def _reason(record, low: float, high: float) -> str:
     if not isinstance(record, Mapping) or not _text(record.get("question")):
         return "unparsable"
+    if record.get("filter_reason") == "too_long":
+        return "too_long"
     if not _text(record.get("pseudo_label")):
         return "no_answer"
     p = finite_float(record.get("confidence"))

@@ -37,7 +37,7 @@ PSEUDO_LABEL_COLUMNS = (
     "filter_reason",  # kept | too_easy | too_hard | no_answer | unparsable
 )
 
-FILTER_REASONS = ("kept", "too_easy", "too_hard", "no_answer", "unparsable")
+FILTER_REASONS = ("kept", "too_easy", "too_hard", "no_answer", "unparsable", "too_long")
 
 
 def missing_columns(columns, required) -> list[str]:
