@@ -76,3 +76,41 @@ def test_every_listed_equivalent_mutant_names_real_code_and_a_reason():
         owner = getattr(module, function.group(1)) if function.group(1) else module
         assert hasattr(owner, function.group(2)), name
         assert len(reason.split()) >= 5, name
+
+
+def test_distinct_integers_and_letters_never_reach_the_grader():
+    from verl_ext.visplay.voting import majority_vote
+
+    class Refuses:
+        def equivalent_keys_batch(self, pairs, timeout=None):
+            raise AssertionError(f"the grader was asked about {pairs}")
+
+    numbers = majority_vote(["\\boxed{1}", "\\boxed{2}", "\\boxed{0.5}", "\\boxed{1/2}"], grader=Refuses())
+    assert [size for _, size in numbers.counts] == [1, 1, 2]  # 0.5 = 1/2 decided without the grader too
+    letters = majority_vote(["\\boxed{(A)}", "\\boxed{B}", "\\boxed{a}", "\\boxed{3}"], grader=Refuses())
+    assert [size for _, size in letters.counts] == [2, 1, 1]
+
+
+def test_the_last_box_is_found_past_several_brace_less_commands():
+    from verl_ext.visplay.parsing import extract_boxed
+
+    assert extract_boxed("\\boxed{1} \\boxed{2} \\boxed 3") == "2"  # the previous command, not the first one
+    assert extract_boxed("\\fbox{1} \\boxed{2} \\fbox 3 \\boxed 4") == "2"
+    assert extract_boxed("\\boxed 0 \\boxed{1} \\fbox{2} \\boxed 3") == "2"
+
+
+def test_a_negative_threshold_is_refused_with_its_reason():
+    from verl_ext.visplay.diversity import cluster_labels, repetition_penalty
+
+    for call in (lambda: repetition_penalty(["a b", "a c"], threshold=-0.1), lambda: cluster_labels(["a"], -1)):
+        with pytest.raises(ValueError, match="threshold must be a distance >= 0, got -"):
+            call()
+
+
+def test_the_verdict_cache_holds_cache_size_pairs():
+    from verl_ext.visplay.grading import MathGrader
+
+    grader = MathGrader(cache_size=2)
+    for pair in [("a", "b"), ("c", "d"), ("e", "f")]:
+        grader._remember(pair, True)
+    assert list(grader._cache) == [("c", "d"), ("e", "f")]  # full at cache_size, the oldest out first

@@ -62,7 +62,7 @@ def parse_question(text) -> QuestionRecord | None:
     if not isinstance(text, str):
         return None
     tags = _TAG.findall(text)
-    codes = "".join([_TAG_CODES.get(tag) or _TAG_CODES[(tag[0], tag[1].lower())] for tag in tags])
+    codes = "".join([_TAG_CODES[(slash, name.lower())] for slash, name in tags])
     start = codes.rfind(_BLOCK)  # the last complete run of the six tags: that block decides alone
     if start < 0:
         return None
@@ -90,7 +90,7 @@ def _last_box_opener(text: str) -> int | None:
         opener = _OPEN_BRACE.match(text, pos + len(cmd))
         if opener is not None:
             return opener.end()
-        found[cmd] = text.rfind(cmd, 0, pos) if pos > 0 else -1
+        found[cmd] = text.rfind(cmd, 0, pos)  # -1 once none is left before pos (pos = 0 included)
 
 
 def extract_boxed(text) -> str | None:
