@@ -62,3 +62,12 @@ def test_close_kills_and_reaps_the_worker():
 @pytest.mark.parametrize("text, key", [("{{a}", "{{a}"), ("{a}{", "{a}{"), ("{{a}b}", "{a}b"), ("{{7}}", "7")])
 def test_outer_braces_are_stripped_only_when_they_match(text, key):
     assert canonical_key(text) == key
+
+
+def test_the_process_wide_grader_is_made_once(monkeypatch):
+    from verl_ext.visplay import grading
+
+    monkeypatch.setattr(grading, "_default_grader", None)  # as in a fresh process
+    first = grading.get_grader()
+    assert isinstance(first, MathGrader) and grading.get_grader() is first
+    first.close()
