@@ -114,3 +114,13 @@ def test_the_verdict_cache_holds_cache_size_pairs():
     for pair in [("a", "b"), ("c", "d"), ("e", "f")]:
         grader._remember(pair, True)
     assert list(grader._cache) == [("c", "d"), ("e", "f")]  # full at cache_size, the oldest out first
+
+
+def test_a_record_marked_too_long_stays_too_long():
+    from verl_ext.visplay.filtering import band_filter
+
+    marked = {"question": "q?", "pseudo_label": None, "confidence": None, "filter_reason": "too_long"}
+    assert filter_reason(marked) == "too_long"
+    assert filter_reason({**marked, "filter_reason": "kept"}) == "no_answer"  # only that mark is kept
+    result = band_filter([marked, rec(0.5)])
+    assert result.reasons == ["too_long", "kept"] and result.counts["too_long"] == 1
