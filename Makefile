@@ -93,8 +93,8 @@ style:
 	$(PYTHON) -m ruff check --fix verl_ext tests benchmarks tools
 	$(PYTHON) -m ruff format verl_ext tests benchmarks tools
 
-# Mutation testing of the pure core (not part of `make test`: about an hour on 2 cores). Prints the kill rate per file;
-# the equivalent survivors are listed in tests/visplay/EQUIVALENT_MUTANTS.md.
+# Mutation testing of the pure core (not part of `make test`: hours on 2 cores; MUTATE_ARGS=--incremental re-tests only
+# what changed). Prints the kill rate per file; equivalent survivors are listed in tests/visplay/EQUIVALENT_MUTANTS.md.
 mutate:
 	nice -n 10 $(strip $(PYTHON) tools/mutate.py $(MUTATE_ARGS))
 

@@ -10,9 +10,10 @@ the second rate leaves them out. `--list-survivors` prints every surviving mutan
 
     python tools/mutate.py [--paths verl_ext/visplay] [--tests tests/visplay] [--jobs 2] [--workdir build/mutate]
 
-A full run of verl_ext/visplay (about 2200 mutants) takes about an hour on a shared 2-core machine. `--incremental`
-keeps the last run's results in --workdir: changed functions are mutated and tested again, and every survivor is
-re-tested against the current tests (the loop when killing survivors with new tests).
+A full run of verl_ext/visplay (about 2000 mutants) takes hours on a shared 2-core machine (the grader protocol's
+mutants wait on its timeouts). `--incremental` keeps the last run's results in --workdir: changed functions are
+mutated and tested again, and every survivor is re-tested against the current tests (the loop when killing
+survivors with new tests).
 """
 
 from __future__ import annotations
