@@ -71,3 +71,13 @@ def test_the_process_wide_grader_is_made_once(monkeypatch):
     first = grading.get_grader()
     assert isinstance(first, MathGrader) and grading.get_grader() is first
     first.close()
+
+
+def test_each_round_trip_to_the_worker_is_counted():
+    grader = MathGrader()
+    try:
+        assert grader.equivalent("x+1", "1+x") and grader.equivalent("y+2", "2+y")
+        assert grader.equivalent_batch([("z+3", "3+z"), ("w+4", "4+w")]) == [True, True]  # one request for both
+        assert grader.stats["requests"] == 3 and grader.stats["grader_calls"] == 4
+    finally:
+        grader.close()
