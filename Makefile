@@ -21,6 +21,7 @@ EVAL_ARGS ?=
 REPORT_ARGS ?=
 WORLD_OUT ?= runs/world
 WORLD_ARGS ?=
+MUTATE_ARGS ?=
 # eval/report read the run `make evolve MODEL=<recipe>` wrote (<storage.root>/<name>) unless RUN= (or RUN_DIR=) names
 # one; a MODEL with a '/' (a path or a hub name) is evaluated as a single checkpoint.
 DEFAULT_RUN = $(or $(RUN),$(RUN_DIR),$(or $(VISPLAY_RUNS),runs)/$(MODEL))
@@ -30,7 +31,8 @@ EVOLVE_FLAGS = $(strip --recipe recipes/$(MODEL).yaml $(if $(RUN_DIR),--run-dir 
 EVAL_FLAGS = $(strip $(if $(or $(RUN),$(RUN_DIR)),--run $(DEFAULT_RUN),$(if $(findstring /,$(MODEL)),--model $(MODEL),\
 	--run $(DEFAULT_RUN))) $(EVAL_ARGS))
 
-.PHONY: help install install-gpu python-ready preflight test bench bench-quick quality style evolve eval report status world clean
+.PHONY: help install install-gpu python-ready preflight test bench bench-quick quality style mutate evolve eval report status \
+	world clean
 
 help:
 	@echo "make install      creates .venv, installs the locked CPU set from PyPI [TORCH_INDEX=<PyTorch CPU index>]"
@@ -40,6 +42,7 @@ help:
 	@echo "make test [TESTS=tests/evolve] [PYTEST_ARGS=-x]  CPU test suite (tests/**/test_*_on_cpu.py)"
 	@echo "make bench        speed benchmarks (tables with side-by-side ratios); bench-quick for a smoke"
 	@echo "make quality      ruff check + format check; make style to fix"
+	@echo "make mutate [MUTATE_ARGS=--list-survivors]  mutation testing of verl_ext/visplay (mutmut, pip install -e .[dev])"
 	@echo "make evolve [MODEL=qwen2.5-vl-7b] [DRY_RUN=1] [RUN_DIR=...]  run/resume the evolution loop (default: tiny, CPU)"
 	@echo "make eval [RUN=runs/tiny | MODEL=/path/to/checkpoint]  benchmarks x checkpoints table (markdown + CSV)"
 	@echo "make report [RUN=runs/tiny]  the run's static HTML report"
@@ -52,7 +55,7 @@ $(VENV)/bin/python:
 install install-gpu: $(if $(filter $(VENV)/bin/python,$(PYTHON)),$(VENV)/bin/python)
 
 # Every other target stops early, naming the fix, when its environment has not been installed.
-preflight test bench bench-quick quality style evolve eval report status world: python-ready
+preflight test bench bench-quick quality style mutate evolve eval report status world: python-ready
 python-ready:
 	@command -v $(PYTHON) >/dev/null 2>&1 || { echo "make: $(PYTHON) not found: run 'make install' first" \
 		"(or pass PYTHON=/path/to/python)" >&2; exit 2; }
@@ -85,12 +88,17 @@ bench-quick:
 	$(PYTHON) benchmarks/bench_ray_pipeline.py --quick
 
 quality:
-	$(PYTHON) -m ruff check verl_ext tests benchmarks
-	$(PYTHON) -m ruff format --check verl_ext tests benchmarks
+	$(PYTHON) -m ruff check verl_ext tests benchmarks tools
+	$(PYTHON) -m ruff format --check verl_ext tests benchmarks tools
 
 style:
-	$(PYTHON) -m ruff check --fix verl_ext tests benchmarks
-	$(PYTHON) -m ruff format verl_ext tests benchmarks
+	$(PYTHON) -m ruff check --fix verl_ext tests benchmarks tools
+	$(PYTHON) -m ruff format verl_ext tests benchmarks tools
+
+# Mutation testing of the pure core (not part of `make test`: hours on 2 cores; MUTATE_ARGS=--incremental re-tests only
+# what changed). Prints the kill rate per file; equivalent survivors are listed in tests/visplay/EQUIVALENT_MUTANTS.md.
+mutate:
+	nice -n 10 $(strip $(PYTHON) tools/mutate.py $(MUTATE_ARGS))
 
 preflight:
 	$(VISPLAY) preflight $(strip --recipe recipes/$(MODEL).yaml $(if $(RUN_DIR),--run-dir $(RUN_DIR)) $(EVOLVE_ARGS))

@@ -36,6 +36,8 @@ extras_require = {
     "gpu": GPU_STACK["gpu_requirements"](),
     # Reference semantics the tests compare against, plus the tools `make quality` runs.
     "test": ["pytest", "pytest-asyncio", "nltk", "scikit-learn", "ruff"],
+    # `make mutate`: mutation testing of the pure core (tools/mutate.py drives mutmut 3).
+    "dev": ["mutmut>=3.3,<4"],
 }
 
 setup(

@@ -20,6 +20,11 @@ from verl_ext.visplay.grading import (
     grader_stats,
 )
 
+# A hang guard, not a speed target (that is benchmarks/): a quadratic pass over 1 MB needs hours, a linear one well
+# under a second, so the guard is loose enough that no machine load (nor mutmut's tracing) can trip it.
+HANG_GUARD_S = 30.0
+
+
 logging.getLogger("math_verify").setLevel(logging.ERROR)
 
 
@@ -108,7 +113,7 @@ def test_canonical_key_empty_or_bad(value):
 def test_canonical_key_linear_on_1mb(text):
     start = time.perf_counter()
     assert isinstance(canonical_key(text), str)
-    assert time.perf_counter() - start < 2.0
+    assert time.perf_counter() - start < HANG_GUARD_S
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -344,7 +349,7 @@ def test_forked_child_gets_its_own_worker(shared):
 def test_bad_input_is_false_without_exception(shared, a, b):
     start = time.perf_counter()
     assert shared.equivalent(a, b) is False
-    assert time.perf_counter() - start < 5.0
+    assert time.perf_counter() - start < HANG_GUARD_S
 
 
 def test_huge_answers_compare_by_cheap_key_only(shared):
@@ -354,7 +359,7 @@ def test_huge_answers_compare_by_cheap_key_only(shared):
     assert shared.equivalent(big, f"  {big}\n") is True
     assert shared.equivalent(big, big + ".0") is False  # past 20k characters only whitespace/case are normalised
     assert shared.stats["grader_calls"] == calls  # and sympy never sees them
-    assert time.perf_counter() - start < 2.0
+    assert time.perf_counter() - start < HANG_GUARD_S
 
 
 def test_unicode_answers(shared):

@@ -37,8 +37,8 @@ def pairwise_bleu(questions: Sequence[object]) -> np.ndarray:
     """
     n = len(questions)
     if n < 2:
-        return np.ones((n, n), dtype=np.float64)
-    out = squareform(condensed_bleu(questions), force="tomatrix", checks=False)
+        return np.ones((n, n))  # float64, numpy's default
+    out = squareform(condensed_bleu(questions))  # a condensed (1-D) input always becomes the square matrix
     np.fill_diagonal(out, 1.0)
     return out
 

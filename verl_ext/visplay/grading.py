@@ -233,6 +233,8 @@ class _SoftTimeout(BaseException):
     """Raised by the worker's own alarm; a BaseException so math_verify's `except Exception` cannot swallow it."""
 
 
+# pragma: no mutate start - runs in the worker process, where mutmut cannot tell which test ran it (tests/visplay/
+# EQUIVALENT_MUTANTS.md); the grader tests drive it through the parent: verdicts, soft and hard timeouts, memory cap.
 def _worker_main() -> None:  # pragma: no cover - runs in the child process
     import resource
     import signal
@@ -310,6 +312,9 @@ def _worker_main() -> None:  # pragma: no cover - runs in the child process
                 replies, last_flush = [], now
         if replies:
             os.write(out_fd, b"\n".join(replies) + b"\n")
+
+
+# pragma: no mutate end
 
 
 _BOOTSTRAP = (
@@ -440,9 +445,20 @@ class MathGrader:
         return results  # type: ignore[return-value]
 
     def clear_cache(self) -> None:
+        """Forget cached verdicts and timeout strikes (counters and the worker stay)."""
         with self._lock:
             self._cache.clear()
             self._strikes.clear()
+
+    def reset(self) -> None:
+        """Back to a new grader's state: no cached verdicts, strikes or start-up failures, counters at 0. The worker
+        keeps running (starting one costs about a second), so a test suite can share one grader and still give each
+        test a fresh one's behaviour."""
+        with self._lock:
+            self.clear_cache()
+            self._startup_failures = 0
+            self._retry_after = 0.0
+            self.stats.update(dict.fromkeys(self.stats, 0))
 
     def close(self) -> None:
         """Stop the worker (a later call starts a new one)."""
@@ -597,6 +613,7 @@ def _shutdown() -> None:
         grader.close()
 
 
+# pragma: no mutate start - runs only in a forked child (tests/visplay/EQUIVALENT_MUTANTS.md)
 def _after_fork_in_child() -> None:
     # The worker and its pipes belong to the parent; a lock held by another parent thread would never be released.
     global _default_lock
@@ -604,6 +621,9 @@ def _after_fork_in_child() -> None:
     for grader in list(_live_graders):
         grader._lock = threading.RLock()
         grader._proc, grader._buffer, grader._owner_pid = None, b"", os.getpid()
+
+
+# pragma: no mutate end
 
 
 if hasattr(os, "register_at_fork"):
@@ -617,6 +637,14 @@ def get_grader() -> MathGrader:
         if _default_grader is None:
             _default_grader = MathGrader()
         return _default_grader
+
+
+def reset_grader() -> None:
+    """`reset()` the process-wide grader if one exists (tests call it so none depends on what ran before)."""
+    with _default_lock:
+        grader = _default_grader
+    if grader is not None:
+        grader.reset()
 
 
 def answers_equivalent(a, b, timeout: float | None = None) -> bool:

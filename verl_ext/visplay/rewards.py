@@ -88,5 +88,5 @@ def reasoner_score_batch(
     answers = [extract_boxed(response) or None for response in responses]
     to_grade = [i for i, answer in enumerate(answers) if answer and isinstance(pseudo_labels[i], str)]
     verdicts = (grader or get_grader()).equivalent_batch([(pseudo_labels[i], answers[i]) for i in to_grade], timeout)
-    accurate = dict(zip(to_grade, verdicts, strict=True))
-    return [_score(answer is not None, accurate.get(i, False), weight) for i, answer in enumerate(answers)]
+    accurate = {i for i, verdict in zip(to_grade, verdicts, strict=True) if verdict}
+    return [_score(answer is not None, i in accurate, weight) for i, answer in enumerate(answers)]

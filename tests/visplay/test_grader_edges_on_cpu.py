@@ -1,0 +1,83 @@
+"""Edges of the grader that mutation testing found unpinned: its counters on a fresh instance, `start()` on a worker
+that cannot start, the bound on remembered timeouts, the interpreter it falls back to, killing on close, the
+canonical key of an unbalanced group."""
+
+from __future__ import annotations
+
+import sys
+
+import pytest
+
+from verl_ext.visplay.grading import MathGrader, canonical_key
+
+
+class Broken(MathGrader):
+    def _worker_command(self):
+        return [sys.executable, "-c", "import sys; sys.exit(3)"]
+
+
+def test_fresh_grader_counts_each_kind_of_verdict():
+    grader = MathGrader(max_chars=10)
+    assert grader.equivalent_batch([("1", "2"), ("7", "7.0"), (None, "1"), ("x" * 11 + "+1", "1+x")]) == [
+        False, True, False, False,
+    ]  # fmt: skip
+    assert grader.stats["fast_verdicts"] == 1  # distinct integers
+    assert grader.stats["key_equal"] == 1
+    assert grader.stats["skipped"] == 2  # a non-str answer, a key longer than max_chars
+    assert grader.stats["pairs"] == 4 and grader.stats["grader_calls"] == 0 and grader.stats["worker_starts"] == 0
+
+
+def test_start_says_whether_the_worker_came_up():
+    grader = Broken(startup_timeout=30)
+    assert grader.start() is False
+    assert grader.stats["worker_starts"] == 1
+
+
+def test_remembered_timeouts_are_bounded_by_the_cache_size():
+    grader = MathGrader(cache_size=2)
+    assert [grader._strike(pair) for pair in [("a", "b"), ("c", "d"), ("e", "f")]] == [False] * 3
+    assert list(grader._strikes) == [("c", "d"), ("e", "f")]  # the oldest forgotten
+    assert grader._strike(("e", "f")) is True  # a second overrun of a remembered pair
+    assert grader._strike(("a", "b")) is False  # forgotten: its first overrun again
+
+
+def test_worker_command_falls_back_to_python3(monkeypatch):
+    monkeypatch.setattr(sys, "executable", "")
+    command = MathGrader()._worker_command()
+    assert command[0] == "python3" and command[1] == "-c" and command[3].endswith("grading.py")
+
+
+def test_close_kills_and_reaps_the_worker():
+    grader = MathGrader()
+    try:
+        assert grader.start() is True
+        proc = grader._proc
+        grader.close()
+        assert proc.returncode == -9  # SIGKILLed and waited for, not left to exit on its own
+        assert grader._proc is None
+    finally:
+        grader.close()
+
+
+@pytest.mark.parametrize("text, key", [("{{a}", "{{a}"), ("{a}{", "{a}{"), ("{{a}b}", "{a}b"), ("{{7}}", "7")])
+def test_outer_braces_are_stripped_only_when_they_match(text, key):
+    assert canonical_key(text) == key
+
+
+def test_the_process_wide_grader_is_made_once(monkeypatch):
+    from verl_ext.visplay import grading
+
+    monkeypatch.setattr(grading, "_default_grader", None)  # as in a fresh process
+    first = grading.get_grader()
+    assert isinstance(first, MathGrader) and grading.get_grader() is first
+    first.close()
+
+
+def test_each_round_trip_to_the_worker_is_counted():
+    grader = MathGrader()
+    try:
+        assert grader.equivalent("x+1", "1+x") and grader.equivalent("y+2", "2+y")
+        assert grader.equivalent_batch([("z+3", "3+z"), ("w+4", "4+w")]) == [True, True]  # one request for both
+        assert grader.stats["requests"] == 3 and grader.stats["grader_calls"] == 4
+    finally:
+        grader.close()
