@@ -568,7 +568,10 @@ KNOBS: dict[str, Knob] = {
     "resources.questioner_train_gpus": Knob(2, hydra_is("questioner", "trainer.n_gpus_per_node")),
     "resources.questioner_reasoner_gpus": Knob(2, hydra_is("questioner", "reward.reward_model.n_gpus_per_node")),
     "resources.reasoner_train_gpus": Knob(4, hydra_is("reasoner", "trainer.n_gpus_per_node")),
-    "resources.inference_gpus": Knob(4, flag_is("generate", "--data-parallel-size")),  # 4 GPUs / tp 1
+    "resources.inference_gpus": Knob(4, flag_is("generate", "--engine-actors")),  # 1 node x 4 GPUs / tp 1
+    "resources.inference_runner": Knob(
+        "inprocess", both(flag_is("generate", "--runner"), flag_is("pseudo_label", "--runner"))
+    ),  # fmt: skip
     "resources.rollout_tensor_parallel_size": Knob(
         4, hydra_is("reasoner", "actor_rollout_ref.rollout.tensor_model_parallel_size")
     ),
