@@ -62,3 +62,14 @@ def test_pooled_precision_adds_counts_over_seeds():
     assert pooled["1"]["0.5"]["n"] == 40 and pooled["1"]["0.5"]["mean"] == pytest.approx(18 / 40)
     assert pooled["1"]["0.5"]["lo"] < 18 / 40 < pooled["1"]["0.5"]["hi"]
     assert pooled_precision([run(10, 0.3)], "frozen") == {}
+
+
+def test_portable_paths_rewrites_machine_prefixes_only():
+    from verl_ext.world.results import portable_paths
+
+    places = {"/m/out": "<out>", "/m/out/cache": "<cache>", "/r": "<repo>"}
+    data = {"a": ["/m/out/seed_1/x", "/m/out/cache/w", "/r", "/rx/y", 3], "b": {"c": "/m/outside"}}
+    assert portable_paths(data, places) == {
+        "a": ["<out>/seed_1/x", "<cache>/w", "<repo>", "/rx/y", 3],
+        "b": {"c": "/m/outside"},
+    }

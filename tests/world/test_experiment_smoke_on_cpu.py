@@ -53,8 +53,9 @@ def test_smoke_runs_every_arm_and_writes_the_report(smoke):
     _cfg, out, results, logs = smoke
     # the base arm is evaluated once, before any seed starts, and every seed reads it from out/eval/base.json
     base_evals = [i for i, line in enumerate(logs) if line.startswith("[world] eval base:")]
-    first_stage = min(i for i, line in enumerate(logs) if line.startswith("[evolve]"))
-    assert len(base_evals) == 1 and base_evals[0] < first_stage
+    first_seed = min(i for i, line in enumerate(logs) if line.startswith("[world] seed 1:"))
+    gate_done = max(i for i, line in enumerate(logs) if line.startswith("[world] gate:"))
+    assert len(base_evals) == 1 and gate_done < base_evals[0] < first_seed
     run_dir = out / "seed_1" / "visplay"
     stages = json.loads((run_dir / "manifest.json").read_text())["stages"]
     assert all(rec["state"] == "done" for rec in stages.values())

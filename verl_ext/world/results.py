@@ -479,17 +479,35 @@ def write_outputs(
     """results.json, results.md, coevolution.png and report.html in `out`: the run report of the first seed's loop
     run with the world section on top, or the world section alone when that run directory is missing."""
     from verl_ext.atomic_io import atomic_write_json, atomic_write_text
+    from verl_ext.tiny.tiny_vlm import default_cache_dir
 
-    from .experiment import SeedPaths
+    from .experiment import REPO_ROOT, SeedPaths
 
     out = Path(out)
     results = summarize(cfg, per_seed, wall_seconds, base_seconds, gate, gate_seconds)
+    # machine paths as placeholders, so that a results.json can be committed and compared across machines
+    places = {str(out.resolve()): "<out>", str(REPO_ROOT): "<repo>"}
+    places[str(Path(cfg.cache_dir or default_cache_dir()).resolve())] = "<cache>"
+    results = portable_paths(results, places)
     atomic_write_json(out / "results.json", results)
     atomic_write_text(out / "results.md", render_markdown(results))
     plot(results, out / "coevolution.png")
     run_dir = SeedPaths(out / f"seed_{cfg.seed_list()[0]}").run_dir
     write_html_report(results, run_dir if (run_dir / "manifest.json").is_file() else None, out / "report.html")
     return results
+
+
+def portable_paths(data, places: dict[str, str]):
+    """`data` with every string that starts with one of the `places` prefixes rewritten to its placeholder."""
+    if isinstance(data, dict):
+        return {k: portable_paths(v, places) for k, v in data.items()}
+    if isinstance(data, list):
+        return [portable_paths(v, places) for v in data]
+    if isinstance(data, str):
+        for prefix, name in sorted(places.items(), key=lambda kv: -len(kv[0])):
+            if data == prefix or data.startswith(prefix + "/"):
+                return name + data[len(prefix) :]
+    return data
 
 
 PAGE_TITLE = "VisPlay in the controlled world"

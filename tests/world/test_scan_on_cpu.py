@@ -1,0 +1,52 @@
+"""The runner's configuration: the variant picks the seed set and the eval templates, the budget scales the reasoner's
+rollouts in the recipe, the GPU variant is a budget scan of the base, oracle and VisPlay arms; the scan's table shows
+each budget's gains from the results."""
+
+import dataclasses
+
+import pytest
+
+from verl_ext.world.experiment import (
+    PERCEPTION_SET,
+    SEED_SET,
+    ExperimentConfig,
+    load_world_recipe,
+    warmup_config,
+)
+from verl_ext.world.scan import GPU_BUDGETS, gpu_config, render_scan, scan_rows
+from verl_ext.world.seedset import PERCEPTION_TEMPLATES
+
+
+@pytest.mark.parametrize("variant,examples", [("perception", PERCEPTION_SET), ("full", SEED_SET)])
+def test_variant_sets_the_seed_set_and_the_eval_templates(variant, examples):
+    cfg = ExperimentConfig(variant=variant)
+    recipe = load_world_recipe(cfg, seed=2)
+    assert recipe.model.warmup.examples == examples and recipe.seed == 2
+    assert warmup_config(cfg, recipe).examples == examples
+    assert cfg.eval_templates() == (PERCEPTION_TEMPLATES if variant == "perception" else None)
+    with pytest.raises(ValueError):
+        load_world_recipe(dataclasses.replace(cfg, variant="nope"), seed=1)
+
+
+def test_budget_multiplies_the_reasoner_rollouts_only():
+    plain = load_world_recipe(ExperimentConfig(), seed=1)
+    big = load_world_recipe(ExperimentConfig(budget=32), seed=1)
+    rollouts = [r.reasoner.steps * r.reasoner.grpo.rollout_batch_size for r in (plain, big)]
+    assert rollouts[1] == 32 * rollouts[0]
+    assert big.questioner == plain.questioner and big.pseudo_label == plain.pseudo_label
+    four = load_world_recipe(ExperimentConfig(), seed=1, budget=4).reasoner
+    assert four.steps * four.grpo.rollout_batch_size == 4 * rollouts[0]
+
+
+def test_gpu_variant_is_a_budget_scan():
+    cfg = gpu_config(ExperimentConfig())
+    assert GPU_BUDGETS == (1, 8, 32)
+    assert cfg.arms == ("base", "oracle", "visplay") and not cfg.gate and cfg.variant == "perception"
+
+
+def test_scan_rows_show_each_budgets_gains(world_results):
+    rows = scan_rows({1: world_results, 8: world_results, 32: {"claims": []}})
+    assert {(r["budget"], r["arm"]) for r in rows} == {(b, a) for b in (1, 8) for a in ("frozen", "oracle", "visplay")}
+    final = world_results["claims"][-1]["arms"]["oracle"]["endpoint_gain"]
+    md = render_scan(rows)
+    assert f"| 8x | 2 | oracle labels | {final['mean']:+.3f} [" in md
