@@ -50,3 +50,11 @@ def test_scan_rows_show_each_budgets_gains(world_results):
     final = world_results["claims"][-1]["arms"]["oracle"]["endpoint_gain"]
     md = render_scan(rows)
     assert f"| 8x | 2 | oracle labels | {final['mean']:+.3f} [" in md
+
+
+@pytest.mark.parametrize("arms", ["oracle,visplay", "base,nope"])
+def test_cli_refuses_arms_without_the_base_or_unknown(arms, tmp_path, capsys):
+    from verl_ext.world.__main__ import main
+
+    assert main(["--out", str(tmp_path / "w"), "--arms", arms]) == 2
+    assert "--arms" in capsys.readouterr().err and not (tmp_path / "w").exists()

@@ -37,7 +37,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--eval-split", choices=("eval", "dev"), default=d.eval_split,
                    help="dev: a disjoint set for sizing pilots, so the eval set stays unseen")  # fmt: skip
     p.add_argument("--eval-samples", type=int, default=d.eval_samples, help="sampled answers per eval question")
-    p.add_argument("--arms", default=",".join(d.arms), help="comma-separated subset of base,oracle,visplay,frozen")
+    p.add_argument("--arms", default=None,
+                   help="comma-separated subset of base,oracle,visplay,frozen (default: all four; a budget scan: "
+                   "base,oracle,visplay)")  # fmt: skip
     p.add_argument("--budget", type=int, default=d.budget, help="reasoner budget multiple (without the gate)")
     p.add_argument("--s0-questions", type=int, default=d.s0_questions, help="questions of Q_t scored by S_0")
     p.add_argument("--no-gate", action="store_true", help="skip the gate (use --budget)")
@@ -75,7 +77,10 @@ def main(argv: list[str] | None = None) -> int:
     if argv[:1] == ["report"]:
         return report_main(argv[1:])
     args = build_parser().parse_args(argv)
-    arms = tuple(a for a in args.arms.split(",") if a)
+    from .scan import GPU_BUDGETS, SCAN_ARMS, gpu_config, run_scan
+
+    scanning = bool(args.gpu or args.budgets)
+    arms = tuple(a for a in args.arms.split(",") if a) if args.arms else SCAN_ARMS if scanning else ARMS
     if not set(arms) <= set(ARMS) or "base" not in arms:
         print(f"error: --arms: a subset of {','.join(ARMS)} with base, got {args.arms!r}", file=sys.stderr)
         return 2
@@ -101,10 +106,8 @@ def main(argv: list[str] | None = None) -> int:
     )
     from verl_ext.evolve.recipe import RecipeError
 
-    from .scan import GPU_BUDGETS, gpu_config, run_scan
-
     try:
-        if args.gpu or args.budgets:
+        if scanning:
             budgets = tuple(int(b) for b in args.budgets.split(",")) if args.budgets else GPU_BUDGETS
             scan_cfg = gpu_config(cfg) if args.gpu else dataclasses.replace(cfg, gate=False)
             run_scan(scan_cfg, args.out, budgets, jobs=args.jobs)
