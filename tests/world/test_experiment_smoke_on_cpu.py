@@ -3,6 +3,7 @@ real loop (local backend, world recipe), the oracle-label and frozen-questioner 
 the report; then a re-run that resumes from disk."""
 
 import json
+from pathlib import Path
 
 import pyarrow.parquet as pq
 import pytest
@@ -50,7 +51,7 @@ def smoke(tiny_vlm_path, tmp_path_factory):
 
 
 def test_smoke_runs_every_arm_and_writes_the_report(smoke):
-    _cfg, out, results, logs = smoke
+    cfg, out, results, logs = smoke
     # the base arm is evaluated once, before any seed starts, and every seed reads it from out/eval/base.json
     base_evals = [i for i, line in enumerate(logs) if line.startswith("[world] eval base:")]
     first_seed = min(i for i, line in enumerate(logs) if line.startswith("[world] seed 1:"))
@@ -60,8 +61,10 @@ def test_smoke_runs_every_arm_and_writes_the_report(smoke):
     stages = json.loads((run_dir / "manifest.json").read_text())["stages"]
     assert all(rec["state"] == "done" for rec in stages.values())
     assert "0:warmup" not in stages  # the loop starts from the shared base model, warmed up once outside it
-    base = results["per_seed"][0]["seed_set"]["base_model"]
-    assert stages["1:questioner"]["inputs"]["init_model"] == base
+    base = results["per_seed"][0]["seed_set"]["base_model"]  # results.json names machine paths by placeholders
+    assert base.startswith("<cache>/") and "/tmp" not in json.dumps(results["claims"])
+    cache = str(Path(cfg.cache_dir).resolve())
+    assert stages["1:questioner"]["inputs"]["init_model"] == base.replace("<cache>", cache)
 
     # the gate ran first, on the dev split, and chose the budget of the main run
     gate = results["gate"]

@@ -29,7 +29,7 @@ def test_paired_bootstrap_matches_a_numpy_reference_on_the_same_draws():
     draws = stats.bootstrap_draws(3, 40, reps=500, seed=1)
     got = stats.paired_bootstrap(arm, base, draws=draws)
     d = np.array(arm) - np.array(base)  # the base row broadcast to every seed
-    reps = [d[np.ix_(s, i)].mean() for s, i in draws]
+    reps = [d[np.ix_(s, i)].mean() for s, i in zip(*draws, strict=True)]  # each replicate by plain indexing
     assert got["mean"] == pytest.approx(d.mean(), abs=1e-6)
     assert got["lo"] == pytest.approx(np.quantile(reps, 0.025), abs=1e-6)
     assert got["hi"] == pytest.approx(np.quantile(reps, 0.975), abs=1e-6)

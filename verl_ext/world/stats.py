@@ -1,6 +1,6 @@
 """Intervals for the world's claims: a paired item x seed bootstrap against the base, the recovery fraction, Wilson
-intervals for precisions, the gate's decision, the reasoner budgets. Pure Python (no numpy, no torch): the tests
-check it against numpy and hand-computed values.
+intervals for precisions, the gate's decision, the reasoner budgets. No torch; numpy for the bootstrap's replicates
+(the tests check them against a plain indexing reference and hand-computed values).
 
 The bootstrap is paired: every replicate draws seeds with replacement and items with replacement, and the same draw
 is applied to every arm and to the base, so item difficulty and the shared eval set cancel in the differences.
@@ -27,13 +27,12 @@ def quantile(values: Sequence[float], q: float) -> float:
     return xs[lo] + (xs[hi] - xs[lo]) * (pos - lo)
 
 
-def bootstrap_draws(n_seeds: int, n_items: int, reps: int = REPS, seed: int = 0) -> list[tuple[list[int], list[int]]]:
-    """`reps` paired draws: (seed indices, item indices), each with replacement."""
-    rng = random.Random(f"visplay-world/bootstrap/{seed}")
-    return [
-        ([rng.randrange(n_seeds) for _ in range(n_seeds)], [rng.randrange(n_items) for _ in range(n_items)])
-        for _ in range(reps)
-    ]
+def bootstrap_draws(n_seeds: int, n_items: int, reps: int = REPS, seed: int = 0) -> tuple:
+    """`reps` paired draws with replacement: (seed indices, reps x n_seeds; item indices, reps x n_items)."""
+    import numpy as np
+
+    rng = np.random.default_rng([seed, n_seeds, n_items, reps])
+    return rng.integers(0, n_seeds, size=(reps, n_seeds)), rng.integers(0, n_items, size=(reps, n_items))
 
 
 def _check(matrix: Sequence[Sequence[float]]) -> tuple[int, int]:
@@ -56,12 +55,18 @@ def differences(arm: Sequence[Sequence[float]], base: Sequence[Sequence[float]])
 
 
 def replicate_means(values: Sequence[Sequence[float]], draws) -> list[float]:
-    """The mean of `values` (seeds x items) under each draw."""
-    out = []
-    for seeds, items in draws:
-        rows = [values[s] for s in seeds]
-        out.append(sum(row[i] for row in rows for i in items) / (len(seeds) * len(items)))
-    return out
+    """The mean of `values` (seeds x items) under each draw: with W the drawn seeds' counts (reps x seeds) and C the
+    drawn items' counts (reps x items), sum((W @ values) * C) / (seeds x items) per replicate."""
+    import numpy as np
+
+    seeds, items = draws
+    d = np.asarray(values, dtype=float)
+    reps = len(seeds)
+    w = np.zeros((reps, d.shape[0]))
+    c = np.zeros((reps, d.shape[1]))
+    np.add.at(w, (np.arange(reps)[:, None], seeds), 1.0)
+    np.add.at(c, (np.arange(reps)[:, None], items), 1.0)
+    return (((w @ d) * c).sum(axis=1) / (seeds.shape[1] * items.shape[1])).tolist()
 
 
 def mean2(values: Sequence[Sequence[float]]) -> float:
