@@ -9,7 +9,6 @@ is applied to every arm and to the base, so item difficulty and the shared eval 
 from __future__ import annotations
 
 import math
-import random
 from collections.abc import Sequence
 
 LEVEL = 0.95
@@ -61,12 +60,17 @@ def replicate_means(values: Sequence[Sequence[float]], draws) -> list[float]:
 
     seeds, items = draws
     d = np.asarray(values, dtype=float)
-    reps = len(seeds)
-    w = np.zeros((reps, d.shape[0]))
-    c = np.zeros((reps, d.shape[1]))
-    np.add.at(w, (np.arange(reps)[:, None], seeds), 1.0)
-    np.add.at(c, (np.arange(reps)[:, None], items), 1.0)
+    w, c = _counts(seeds, d.shape[0]), _counts(items, d.shape[1])
     return (((w @ d) * c).sum(axis=1) / (seeds.shape[1] * items.shape[1])).tolist()
+
+
+def _counts(index, n: int):
+    """How often each of 0..n-1 occurs in each row of `index` (reps x k) -> reps x n."""
+    import numpy as np
+
+    reps = index.shape[0]
+    flat = (index + n * np.arange(reps)[:, None]).ravel()
+    return np.bincount(flat, minlength=reps * n).reshape(reps, n).astype(float)
 
 
 def mean2(values: Sequence[Sequence[float]]) -> float:
