@@ -58,3 +58,19 @@ def test_cli_refuses_arms_without_the_base_or_unknown(arms, tmp_path, capsys):
 
     assert main(["--out", str(tmp_path / "w"), "--arms", arms]) == 2
     assert "--arms" in capsys.readouterr().err and not (tmp_path / "w").exists()
+
+
+def test_pool_errors_name_their_cause():
+    import pickle
+
+    from verl_ext.evolve.integrity import CorruptOutputError
+    from verl_ext.world.experiment import call_readable
+
+    def broken():
+        raise CorruptOutputError("2:reasoner_merge", "stage 2:reasoner_merge: a file changed")
+
+    with pytest.raises(RuntimeError) as info:
+        call_readable("seed 3", broken)
+    # what a worker sends back must survive pickling with its message
+    again = pickle.loads(pickle.dumps(info.value))
+    assert "seed 3: CorruptOutputError" in str(again) and "a file changed" in str(again)

@@ -419,7 +419,22 @@ def _run_seed_logged(cfg: ExperimentConfig, out: str, seed: int, base_model: str
             f.write(msg + "\n")
             f.flush()
 
-        return run_seed(cfg, Path(out), seed, base_model, log)
+        try:
+            return run_seed(cfg, Path(out), seed, base_model, log)
+        except Exception as exc:  # an exception the pool cannot unpickle hides its message (BrokenProcessPool)
+            import traceback
+
+            log(traceback.format_exc())
+            raise RuntimeError(f"seed {seed}: {type(exc).__name__}: {exc} (traceback in {log_path})") from None
+
+
+def call_readable(label: str, fn, *args):
+    """`fn(*args)` in a pool worker, any exception re-raised as a RuntimeError that names it: an exception the pool
+    cannot unpickle would otherwise surface as a bare BrokenProcessPool."""
+    try:
+        return fn(*args)
+    except Exception as exc:
+        raise RuntimeError(f"{label}: {type(exc).__name__}: {exc}") from None
 
 
 def run_seeds(cfg: ExperimentConfig, out: Path, base_model: str, log) -> list[dict]:

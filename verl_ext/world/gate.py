@@ -75,7 +75,7 @@ def run_gate(cfg, root: Path, base_model: str, log: Callable[[str], None] = prin
     from verl_ext.evolve.images import prepare_images
 
     from . import arms as side
-    from .experiment import eval_set, eval_settings, evaluate_cached, load_world_recipe, world_backend
+    from .experiment import call_readable, eval_set, eval_settings, evaluate_cached, load_world_recipe, world_backend
     from .stats import gate_choice
 
     root = Path(root)
@@ -113,7 +113,10 @@ def run_gate(cfg, root: Path, base_model: str, log: Callable[[str], None] = prin
         from concurrent.futures import ProcessPoolExecutor
 
         with ProcessPoolExecutor(max_workers=cfg.jobs, mp_context=mp.get_context("spawn")) as pool:
-            futures = [pool.submit(_budget_cell, cfg, str(root), b, base_model, kept) for b in budgets]
+            futures = [
+                pool.submit(call_readable, f"gate budget {b}", _budget_cell, cfg, str(root), b, base_model, kept)
+                for b in budgets
+            ]
             scan = [f.result() for f in futures]
     else:
         scan = [_budget_cell(cfg, str(root), b, base_model, kept) for b in budgets]

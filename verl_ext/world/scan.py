@@ -67,7 +67,7 @@ def run_scan(cfg, out: str | Path, budgets=GPU_BUDGETS, jobs: int = 3, log: Call
     """Every budget (in `jobs` processes), then out/scan.json and out/scan.md."""
     from verl_ext.atomic_io import atomic_write_json, atomic_write_text
 
-    from .experiment import build_base
+    from .experiment import build_base, call_readable
 
     out = Path(out).resolve()
     out.mkdir(parents=True, exist_ok=True)
@@ -78,7 +78,7 @@ def run_scan(cfg, out: str | Path, budgets=GPU_BUDGETS, jobs: int = 3, log: Call
 
         log(f"[world] budgets {list(budgets)} in {jobs} processes; logs in {out}/budget_<k>/log.txt")
         with ProcessPoolExecutor(max_workers=jobs, mp_context=mp.get_context("spawn")) as pool:
-            futures = {b: pool.submit(_run_budget, cfg, str(out), b) for b in budgets}
+            futures = {b: pool.submit(call_readable, f"budget {b}", _run_budget, cfg, str(out), b) for b in budgets}
             per_budget = {b: f.result() for b, f in futures.items()}
     else:
         per_budget = {b: _run_budget(cfg, str(out), b) for b in budgets}
