@@ -39,7 +39,7 @@ def evaluate_reasoner(
     batch_size: int = 16,
     swapped: bool = True,
 ) -> dict:
-    """Accuracy of the reasoner in `model_dir` on `items` (from `data.eval_items`): greedy, mean over `samples`
+    """Accuracy of the reasoner in `model_dir` on `items` (from `evalset.balanced_items`): greedy, mean over `samples`
     sampled answers, and their majority vote, and greedy with the images swapped between questions (`swapped`);
     overall and per template / family / answer format."""
     from verl_ext.local.models import decode_image, load_model, load_processor
