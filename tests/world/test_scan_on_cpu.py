@@ -74,3 +74,22 @@ def test_pool_errors_name_their_cause():
     # what a worker sends back must survive pickling with its message
     again = pickle.loads(pickle.dumps(info.value))
     assert "seed 3: CorruptOutputError" in str(again) and "a file changed" in str(again)
+
+
+def test_gate_table_marks_each_budget_against_the_threshold():
+    from verl_ext.world.gate import render_gate
+    from verl_ext.world.stats import gate_choice
+
+    def cell(budget, gain):
+        margin = {"mean": gain / 2, "lo": -0.01, "hi": 0.05}
+        return {"budget": budget, "reasoner": {"steps": 32, "batch": 8 * budget}, "train_rows": 200, "gain": gain,
+                "gain_ci": [gain - 0.03, gain + 0.03], "margin_gain": margin}  # fmt: skip
+
+    scan = [cell(1, 0.01), cell(2, 0.06), cell(4, 0.08)]
+    gate = {"seed": 1, "threshold": 0.05, "budgets": [1, 2, 4], "scan": scan, "choice": gate_choice(scan)}
+    md = render_gate(gate)
+    assert "Gate passed: the main run uses budget 2x." in md
+    assert "| 1x | 32 x 8 | 200 | +0.010 [-0.020, +0.040] | +0.005 [-0.010, +0.050] | no |" in md
+    assert "| 2x | 32 x 16 | 200 | +0.060 [+0.030, +0.090] | +0.030 [-0.010, +0.050] | yes |" in md
+    flat = {**gate, "scan": scan[:1], "choice": gate_choice(scan[:1])}
+    assert "Gate NOT passed: the main run uses budget 1x." in render_gate(flat)

@@ -45,6 +45,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-gate", action="store_true", help="skip the gate (use --budget)")
     p.add_argument("--gate-budgets", default=",".join(map(str, d.gate_budgets)), help="budgets the gate scans")
     p.add_argument("--gate-threshold", type=float, default=d.gate_threshold, help="oracle endpoint gain to pass")
+    p.add_argument("--gate-only", action="store_true", help="the base and the gate only (DIR/gate/gate.md)")
     p.add_argument("--budgets", default=None, help="scan these reasoner budgets instead of the main run, e.g. 1,8,32")
     p.add_argument("--gpu", action="store_true", help="the budget scan 1x/8x/32x sized for one GPU")
     p.add_argument("--jobs", type=int, default=d.jobs, help="seeds in parallel processes")
@@ -107,7 +108,11 @@ def main(argv: list[str] | None = None) -> int:
     from verl_ext.evolve.recipe import RecipeError
 
     try:
-        if scanning:
+        if args.gate_only:
+            from .gate import gate_only
+
+            gate_only(cfg, args.out)
+        elif scanning:
             budgets = tuple(int(b) for b in args.budgets.split(",")) if args.budgets else GPU_BUDGETS
             scan_cfg = gpu_config(cfg) if args.gpu else dataclasses.replace(cfg, gate=False)
             run_scan(scan_cfg, args.out, budgets, jobs=args.jobs)

@@ -134,3 +134,24 @@ def run_gate(cfg, root: Path, base_model: str, log: Callable[[str], None] = prin
     }
     atomic_write_json(done, result)
     return result
+
+
+def render_gate(gate: dict) -> str:
+    """The gate's scan as markdown (the first table of results.md)."""
+    from .results import _table, gate_table
+
+    table = gate_table({"gate": gate})
+    return "\n".join([f"# {table.title}", "", table.note, "", *_table(table.header, table.rows), ""])
+
+
+def gate_only(cfg, out: str | Path, log: Callable[[str], None] = print) -> dict:
+    """The base model and the gate, without the main run: out/gate/gate.json and out/gate/gate.md."""
+    from verl_ext.atomic_io import atomic_write_text
+
+    from .experiment import build_base
+
+    out = Path(out).resolve()
+    gate = run_gate(cfg, out / "gate", build_base(cfg, log), log)
+    atomic_write_text(out / "gate" / "gate.md", render_gate(gate))
+    log(f"[world] gate {'passed' if gate['choice']['passed'] else 'NOT passed'}: {out / 'gate' / 'gate.md'}")
+    return gate
