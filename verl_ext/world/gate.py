@@ -106,7 +106,7 @@ def run_gate(cfg, root: Path, base_model: str, log: Callable[[str], None] = prin
     )
     kept = str(filt / "train.parquet")
     items = eval_set(cfg, GATE_SPLIT)
-    evaluate_cached(base_model, items, eval_settings(cfg, recipe, GATE_SPLIT), root / "base_eval.json", log)
+    base = evaluate_cached(base_model, items, eval_settings(cfg, recipe, GATE_SPLIT), root / "base_eval.json", log)
     budgets = list(cfg.gate_budgets)
     if cfg.jobs > 1 and len(budgets) > 1:
         import multiprocessing as mp
@@ -128,6 +128,11 @@ def run_gate(cfg, root: Path, base_model: str, log: Callable[[str], None] = prin
         "budgets": budgets,
         "threshold": cfg.gate_threshold,
         "data": {"counts": stats.get("counts"), "kept_fraction": stats.get("kept_fraction")},
+        "base_dev": {
+            "items": base["n"],
+            "greedy": base["accuracy"]["greedy"],
+            "greedy_swapped": base["accuracy"].get("greedy_swapped"),
+        },  # fmt: skip
         "scan": scan,
         "choice": gate_choice(scan, cfg.gate_threshold),
         "seconds": round(time.monotonic() - started, 1),
