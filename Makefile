@@ -32,7 +32,7 @@ EVAL_FLAGS = $(strip $(if $(or $(RUN),$(RUN_DIR)),--run $(DEFAULT_RUN),$(if $(fi
 	--run $(DEFAULT_RUN))) $(EVAL_ARGS))
 
 .PHONY: help install install-gpu python-ready preflight test bench bench-quick quality style mutate evolve eval report status \
-	world clean
+	world world-gpu clean
 
 help:
 	@echo "make install      creates .venv, installs the locked CPU set from PyPI [TORCH_INDEX=<PyTorch CPU index>]"
@@ -47,7 +47,8 @@ help:
 	@echo "make eval [RUN=runs/tiny | MODEL=/path/to/checkpoint]  benchmarks x checkpoints table (markdown + CSV)"
 	@echo "make report [RUN=runs/tiny]  the run's static HTML report"
 	@echo "make status [RUN=runs/tiny]  the run's stage table (state, time, summary)"
-	@echo "make world [WORLD_OUT=runs/world]  the controlled-world experiment (3 seeds x T=3, ~30 min on 2 cores)"
+	@echo "make world [WORLD_OUT=runs/world]  the controlled-world experiment: gate, then 4 arms x 3 seeds x T=3 (docs/world.md)"
+	@echo "make world-gpu [WORLD_OUT=runs/world]  its reasoner-budget scan 1x/8x/32x on one GPU (local backend)"
 
 # The virtual environment, made on first install (only when PYTHON is its interpreter, the default).
 $(VENV)/bin/python:
@@ -55,7 +56,7 @@ $(VENV)/bin/python:
 install install-gpu: $(if $(filter $(VENV)/bin/python,$(PYTHON)),$(VENV)/bin/python)
 
 # Every other target stops early, naming the fix, when its environment has not been installed.
-preflight test bench bench-quick quality style mutate evolve eval report status world: python-ready
+preflight test bench bench-quick quality style mutate evolve eval report status world world-gpu: python-ready
 python-ready:
 	@command -v $(PYTHON) >/dev/null 2>&1 || { echo "make: $(PYTHON) not found: run 'make install' first" \
 		"(or pass PYTHON=/path/to/python)" >&2; exit 2; }
@@ -117,6 +118,9 @@ status:
 
 world:
 	$(VISPLAY) world $(strip --seeds 3 --iterations 3 --jobs 3 --out $(WORLD_OUT) $(WORLD_ARGS))
+
+world-gpu:
+	$(VISPLAY) world $(strip --gpu --jobs 3 --out $(WORLD_OUT)-gpu $(WORLD_ARGS))
 
 clean:
 	rm -rf build dist *.egg-info .pytest_cache .ruff_cache

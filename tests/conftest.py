@@ -82,8 +82,15 @@ def tiny_vlm_server(tiny_vlm_path):
 @pytest.fixture(scope="session")
 def world_seed():
     """`world_seed(seed, gain, iterations=2, oracle=True)`: one seed's results as the controlled-world experiment's
-    `run_seed` returns them, made up (no models): greedy accuracy rises by `gain` per iteration for VisPlay and by
-    twice that for control (b) (absent with oracle=False); the base stays at 0.3."""
+    `run_seed` returns them, made up (no models): greedy accuracy rises by `gain` per iteration for VisPlay and the
+    frozen-questioner arm and by twice that for the oracle arm (absent with oracle=False); the base stays at 0.3. The
+    eval set: 20 endpoint items (counts) and 4 yes/no items; per item, VisPlay gets round(100 * gain * t) more of the
+    endpoint items right than the base (6), and the oracle arm twice that."""
+    templates = ["count_all"] * 20 + ["exists"] * 4
+
+    def items(right: int) -> dict:
+        right = min(20, right)
+        return {"greedy": "1" * right + "0" * (20 - right) + "1010", "greedy_swapped": "1" * 4 + "0" * 16 + "0110"}
 
     def build(seed: int, gain: float, iterations: int = 2, oracle: bool = True) -> dict:
         fam = {"count": {"n": 3, "greedy": 0.3}}
@@ -92,21 +99,27 @@ def world_seed():
             return {"greedy": v, "sampled": v - 0.1, "majority": v + 0.02, "greedy_swapped": v - 0.05,
                     "boxed_rate": 1.0, "by_family": fam}  # fmt: skip
 
-        its = [{"t": 0, "accuracy": {a: acc(0.3) for a in ("visplay", "oracle", "base")}}]
+        arms = ("base", "oracle", "visplay", "frozen")
+        its = [{"t": 0, "accuracy": {a: acc(0.3) for a in arms}, "items": {a: items(6) for a in arms}}]
         for t in range(1, iterations + 1):
-            accuracy = {"visplay": acc(0.3 + gain * t), "base": acc(0.3)}
+            accuracy = {"visplay": acc(0.3 + gain * t), "frozen": acc(0.3 + gain * t / 2), "base": acc(0.3)}
+            step = round(100 * gain * t)
+            per_item = {"visplay": items(6 + step), "frozen": items(6 + step // 2), "base": items(6)}
+            loop = {
+                "stats": {"difficulty": 0.4 + 0.05 * t + gain, "question_parse_rate": 0.9, "diversity": 0.5,
+                          "kept": 100 - 10 * t},
+                "labels": {"precision_kept": 0.5 - gain, "precision_all": 0.5, "kept_oracle_ok": 50,
+                           "precision_by_confidence": {"0.5": {"n": 10, "precision": 0.5, "in_band": True}}},
+                "questions": {"oracle_parsable_share": 0.7 + gain, "template_entropy": 0.8,
+                              "questioner_answer_accuracy": 0.4},
+            }  # fmt: skip
             rec = {
                 "t": t,
                 "accuracy": {**accuracy, "oracle": acc(0.3 + 2 * gain * t)} if oracle else accuracy,
-                "loop": {
-                    "stats": {"difficulty": 0.4 + 0.05 * t + gain, "question_parse_rate": 0.9, "diversity": 0.5,
-                              "kept": 100 - 10 * t},
-                    "labels": {"precision_kept": 0.5 - gain, "precision_all": 0.5, "kept_oracle_ok": 50,
-                               "precision_by_confidence": {"0.5": {"n": 10, "precision": 0.5, "in_band": True}}},
-                    "questions": {"oracle_parsable_share": 0.7 + gain, "template_entropy": 0.8,
-                                  "questioner_answer_accuracy": 0.4},
-                },
-            }  # fmt: skip
+                "items": {**per_item, "oracle": items(6 + 2 * step)} if oracle else per_item,
+                "loop": {"visplay": loop, "frozen": loop},
+                "s0": {"visplay": {"difficulty": 0.45 + gain * t}, "frozen": {"difficulty": 0.45 + gain / 2}},
+            }
             if oracle:
                 rec["control"] = {"rows": 50, "data": {"rows": 50}}
             its.append(rec)
@@ -115,9 +128,10 @@ def world_seed():
         return {
             "seed": seed,
             "seed_set": {"images": 8, "questions_per_image": 4, "examples": {"reasoner": 32}, "warmup_steps": 5},
-            "eval": {"split": "dev", "size": 10, "samples": 2, "temperature": 1.0},
+            "eval": {"split": "dev", "per_template": 4, "templates": [], "samples": 2, "temperature": 1.0},
+            "eval_templates": templates,
             "iterations": its,
-            "seconds": {"loop": 10.0 + seed, "control": 2.0, "eval": 3.0, "total": 15.0 + seed},
+            "seconds": {"visplay": 10.0 + seed, "oracle": 2.0, "frozen": 4.0, "eval": 3.0, "total": 19.0 + seed},
         }
 
     return build

@@ -107,8 +107,10 @@ def test_report_writes_json_markdown_plot_and_html(tmp_path, world_seed):
     assert final["t"] == 2 and final["accuracy.visplay.greedy"]["mean"] == pytest.approx(0.34)
     assert final["accuracy.oracle.greedy"]["mean"] == pytest.approx(0.38)
     md = (tmp_path / "results.md").read_text()
-    assert "| 2 | 0.340 ± 0.028 | 0.380 ± 0.057 | 0.300 ± 0.000 |" in md
-    assert "0.50 (n=20)" in md  # precision by confidence, pooled over the two seeds
+    assert (
+        "| 2 | 0.300 ± 0.000 | 0.380 ± 0.057 | 0.340 ± 0.028 | 0.320 ± 0.014 |" in md
+    )  # base, oracle, VisPlay, frozen
+    assert "| 0.5 | 0.50 [0.30, 0.70] (n=20) | 0.50 [0.30, 0.70] (n=20) |" in md  # precision, pooled, Wilson
     assert (tmp_path / "coevolution.png").read_bytes()[:4] == b"\x89PNG"
     # no loop run directory (tmp_path/seed_1/visplay): report.html is the world section alone
     html = (tmp_path / "report.html").read_text()

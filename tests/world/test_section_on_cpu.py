@@ -17,16 +17,24 @@ import pytest
 from verl_ext.report.__main__ import main as report_main
 from verl_ext.world.__main__ import main
 from verl_ext.world.experiment import ExperimentConfig, SeedPaths
-from verl_ext.world.results import ARM_LABELS, ARMS, LOOP, QUESTION_CURVES, render_markdown, summarize, write_outputs
+from verl_ext.world.results import (
+    ARM_LABELS,
+    ARMS,
+    LOOP,
+    QUESTION_CURVES,
+    loop_key,
+    render_markdown,
+    summarize,
+    write_outputs,
+)
 from verl_ext.world.section import world_section
 
 ROOT = Path(__file__).resolve().parents[2]
-KINDS = ("greedy", "sampled", "majority")
 COLUMNS = {  # table id -> column header -> the summary metric its cells show
-    "world-accuracy": {f"{ARM_LABELS[arm]} {kind}": f"accuracy.{arm}.{kind}" for kind in KINDS for arm in ARMS},
+    "world-accuracy": {ARM_LABELS[arm]: f"accuracy.{arm}.greedy" for arm in ARMS},
     "world-swapped": {ARM_LABELS[arm]: f"accuracy.{arm}.greedy_swapped" for arm in ARMS},
-    "world-loop": {label: key for key, label in LOOP.items()},
 }
+LABEL_ARM = {label: arm for arm, label in ARM_LABELS.items()}
 
 
 class Page(HTMLParser):
@@ -122,19 +130,44 @@ def test_tables_show_the_numbers_of_the_results(world_results):
         for (t, name), text in page.cells(table_id).items():
             assert_cell(text, by_t[int(t)][columns[name]])
     assert sorted({t for t, _ in page.cells("world-accuracy")}) == ["0", "1", "2"]
-    assert sorted({t for t, _ in page.cells("world-loop")}) == ["1", "2"]  # t = 0 has no questions
-    assert " ± " in page.cells("world-accuracy")[("2", f"{ARM_LABELS['visplay']} greedy")]  # the seeds differ there
+    assert " ± " in page.cells("world-accuracy")[("2", ARM_LABELS["visplay"])]  # the seeds differ there
+
+    header, *rows = page.tables["world-loop"]
+    assert header[2:] == list(LOOP.values())
+    assert sorted({(r[0], r[1]) for r in rows}) == sorted(
+        (t, ARM_LABELS[a]) for t in "12" for a in ("frozen", "visplay")
+    )
+    for t, label, *cells in rows:  # t = 0 has no questions
+        for key, text in zip(LOOP, cells, strict=True):
+            assert_cell(text, by_t[int(t)][loop_key(key, LABEL_ARM[label])])
 
     assert_cell(page.texts["world-blind"], world_results["summary"][0]["prior_accuracy"])
-    pooled = world_results["precision_by_confidence"]
-    for (p, column), text in page.cells("world-precision-by-confidence").items():
-        t = column.removeprefix("t=")
-        assert p == "0.5*"  # inside the band
-        precision, n = text.removesuffix(")").split(" (n=")
-        assert float(precision) == pytest.approx(pooled[t]["0.5"]["precision"], abs=0.005) and int(n) == 20
+    for arm in ("visplay", "frozen"):
+        pooled = world_results["precision_by_confidence"][arm]
+        for (p, column), text in page.cells(f"world-precision-{arm}").items():
+            t = column.removeprefix("t=")
+            assert p == "0.5"
+            assert text.startswith(f"{pooled[t]['0.5']['mean']:.2f} [") and text.endswith("(n=20)")
 
     html = world_section(world_results)
     assert str(world_results["seeds"]) in html and f"{world_results['seconds']['wall']:.0f} s" in html
+
+
+def test_endpoint_and_recovery_tables_show_the_claims(world_results):
+    page = Page(world_section(world_results))
+    header, *rows = page.tables["world-endpoint"]
+    assert header[:3] == ["t", "arm", "endpoint"]
+    claims = {c["t"]: c for c in world_results["claims"]}
+    for t, label, endpoint, gain, *_ in rows:
+        cell = claims[int(t)]["arms"][LABEL_ARM[label]]
+        assert endpoint.startswith(f"{cell['endpoint']['mean']:.3f} [")
+        if label != ARM_LABELS["base"]:
+            assert gain.startswith(f"{cell['endpoint_gain']['mean']:+.3f} [")
+    # the made-up seeds: oracle gains 2x VisPlay's on the endpoint items, so VisPlay recovers half of it
+    recovery = {row[0]: row[1] for row in page.tables["world-recovery"][1:]}
+    assert recovery["2"].startswith("0.500 [")
+    findings = world_section(world_results).split('<ul id="world-findings">')[1].split("</ul>")[0]
+    assert "Recovery fraction of VisPlay at t = 2: 0.500 [" in findings and "Perception gain of VisPlay" in findings
 
 
 def test_charts_show_each_arm_with_its_spread(world_results):
@@ -156,14 +189,15 @@ def test_charts_show_each_arm_with_its_spread(world_results):
 def test_markdown_and_html_show_the_same_tables(world_results):
     html_tables = list(Page(world_section(world_results)).world_tables().values())
     assert html_tables == markdown_tables(render_markdown(world_results))
-    assert len(html_tables) == 5  # accuracy, images swapped, loop, precision by confidence, by family
+    # endpoint, recovery, accuracy, swapped, loop, precision x 2 arms, by family
+    assert len(html_tables) == 8
 
 
 def test_missing_values_render_as_a_dash(world_results):
     results = copy.deepcopy(world_results)
     s = results["summary"]
     for rec in s:  # an arm absent
-        for kind in (*KINDS, "greedy_swapped"):
+        for kind in ("greedy", "sampled", "greedy_swapped"):
             del rec[f"accuracy.oracle.{kind}"]
     s[1]["accuracy.visplay.greedy"]["mean"] = float("nan")
     s[2]["accuracy.visplay.sampled"]["std"] = None
@@ -174,10 +208,9 @@ def test_missing_values_render_as_a_dash(world_results):
     html = world_section(results)
     page = Page(html)
     cells = page.cells("world-accuracy")
-    oracle = [c for (_, column), c in cells.items() if column.startswith(ARM_LABELS["oracle"])]
+    oracle = [c for (_, column), c in cells.items() if column == ARM_LABELS["oracle"]]
     assert oracle and set(oracle) == {"–"}
-    assert cells[("1", f"{ARM_LABELS['visplay']} greedy")] == "–"
-    assert_cell(cells[("2", f"{ARM_LABELS['visplay']} sampled")], {**s[2]["accuracy.visplay.sampled"], "n": 1})
+    assert cells[("1", ARM_LABELS["visplay"])] == "–"
     assert page.cells("world-swapped")[("1", ARM_LABELS["oracle"])] == "–"
     assert page.texts["world-blind"] == "–" and "Wall time –" in html
     assert "nan" not in html.lower()
@@ -187,16 +220,16 @@ def test_missing_values_render_as_a_dash(world_results):
 
 
 def test_a_single_seed_smoke_run_and_an_empty_summary_render(world_seed):
-    cfg = ExperimentConfig(seeds=1, iterations=1, oracle_control=False)
+    cfg = ExperimentConfig(seeds=1, iterations=1, arms=("base", "visplay", "frozen"))
     results = summarize(cfg, [world_seed(1, 0.01, iterations=1, oracle=False)])
     page = Page(world_section(results))
     cells = page.cells("world-accuracy")
     assert sorted({t for t, _ in cells}) == ["0", "1"]
     assert not any(" ± " in c for table in page.world_tables().values() for row in table[1:] for c in row)
-    assert (
-        cells[("1", f"{ARM_LABELS['oracle']} greedy")] == "–" and cells[("0", f"{ARM_LABELS['oracle']} greedy")] != "–"
-    )
-    assert sorted({t for t, _ in page.cells("world-loop")}) == ["1"]
+    assert cells[("1", ARM_LABELS["oracle"])] == "–" and cells[("0", ARM_LABELS["oracle"])] != "–"
+    assert {r[0] for r in page.tables["world-loop"][1:]} == {"1"}
+    recovery = page.tables["world-recovery"][1]
+    assert recovery == ["1", "–", "–"]  # no oracle arm, nothing to recover
     assert page.charts["world-questions"]["circle."] == len(QUESTION_CURVES)  # one point each, no spread
     assert page.charts["world-questions"]["path.errbar"] == 0
 

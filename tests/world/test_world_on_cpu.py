@@ -6,10 +6,10 @@ from collections import Counter
 import pyarrow.parquet as pq
 import pytest
 
-from verl_ext.world.data import eval_items, write_unlabeled_parquet
+from verl_ext.world.data import write_unlabeled_parquet
 from verl_ext.world.grammar import BY_ID, STATUSES, TEMPLATES, applicable, instantiate, match, oracle
 from verl_ext.world.scenes import COLORS, GRID, SIZE, make_scene, parse_image_id, render, scene_for_id
-from verl_ext.world.seedset import ITEMS_PER_SEED_IMAGE, seed_items
+from verl_ext.world.seedset import ITEMS_PER_SEED_IMAGE, PERCEPTION_TEMPLATES, perception_items, seed_items
 
 
 def test_scenes_are_seeded_and_splits_never_share_an_image():
@@ -117,13 +117,12 @@ def test_seed_set_eval_set_and_unlabeled_pool(tmp_path):
         assert len({it["template"] for it in items}) == len(items)
         assert {"type", "question", "answer", "reasoning"} <= set(items[0])
 
-    items = eval_items(72)
-    assert items == eval_items(72) and len(items) == 72
-    assert all(oracle(it["scene"], it["question"]).answer == it["answer"] for it in items)
-    counts = Counter(it["template"] for it in items)
-    assert set(counts.values()) == {72 // len(TEMPLATES)}  # balanced
-    dev = eval_items(72, split="dev")
-    assert not {it["id"] for it in dev} & {it["id"] for it in items}
+    # the perception variant's seed set: the same images, numerical templates only, true answers
+    for i, (_, items) in enumerate(perception_items(12, 0, random.Random(0))):
+        scene = make_scene("seed", 0, i)
+        assert 1 <= len(items) <= ITEMS_PER_SEED_IMAGE
+        for it in items:
+            assert it["template"] in PERCEPTION_TEMPLATES and oracle(scene, it["question"]).answer == it["answer"]
 
     path = write_unlabeled_parquet(tmp_path / "images.parquet", n=10, seed=2)
     table = pq.read_table(path)

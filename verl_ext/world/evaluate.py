@@ -39,7 +39,7 @@ def evaluate_reasoner(
     batch_size: int = 16,
     swapped: bool = True,
 ) -> dict:
-    """Accuracy of the reasoner in `model_dir` on `items` (from `data.eval_items`): greedy, mean over `samples`
+    """Accuracy of the reasoner in `model_dir` on `items` (from `evalset.balanced_items`): greedy, mean over `samples`
     sampled answers, and their majority vote, and greedy with the images swapped between questions (`swapped`);
     overall and per template / family / answer format."""
     from verl_ext.local.models import decode_image, load_model, load_processor
@@ -74,6 +74,9 @@ def evaluate_reasoner(
         per_item["majority"] = _correct(golds, [v.answer for v in votes])
         per_item["self_consistency"] = [v.confidence for v in votes]
     del model
+    # per item, as strings of 0/1 in the order of `items`: what the paired bootstrap resamples
+    result["items"] = {k: "".join("1" if v else "0" for v in per_item[k]) for k in ("greedy", "greedy_swapped")
+                       if k in per_item}  # fmt: skip
     result["accuracy"] = {k: _mean(v) for k, v in per_item.items()}
     for group_key in ("template", "family", "format"):
         buckets: dict[str, list[int]] = defaultdict(list)

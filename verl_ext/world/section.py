@@ -14,19 +14,21 @@ from .results import (
     QUESTION_CURVES,
     blind_baseline,
     curve,
+    findings,
     results_tables,
     setup_line,
     time_line,
 )
 
-ARM_COLORS = {"visplay": "#1f77b4", "oracle": "#2ca02c", "base": "#ff7f0e"}
-QUESTION_COLORS = ("#d62728", "#9467bd", "#8c564b")
+ARM_COLORS = {"visplay": "#1f77b4", "oracle": "#2ca02c", "base": "#ff7f0e", "frozen": "#17becf"}
+QUESTION_COLORS = ("#d62728", "#9467bd", "#8c564b", "#e377c2")
 
 SECTION = r"""<section id="world">
 <h2 id="world-results">Controlled world (ground truth)</h2>
 <p class="note">{{ setup }} {{ timing }}</p>
 <p>Blind baseline (the seed set's most common answer per template, never looking at the image):
 <b id="world-blind">{{ blind }}</b>.</p>
+{% if findings %}<ul id="world-findings">{% for f in findings %}<li>{{ f }}</li>{% endfor %}</ul>{% endif %}
 <div class="charts">{% for c in charts %}{{ c }}{% endfor %}</div>
 {% for t in tables %}<h3>{{ t.title }}</h3>
 {% if t.note %}<p class="note">{{ t.note }}</p>{% endif %}
@@ -60,7 +62,7 @@ def accuracy_chart(results: dict) -> str:
     series.append({"label": "blind baseline", "x": ts, "y": blind, "color": "#7f7f7f", "dash": True})
     return svg.line_chart(
         "world-accuracy",
-        "Reasoner accuracy on the held-out eval set (mean ± std over seeds)",
+        "Greedy accuracy on the balanced eval set (mean ± std over seeds)",
         _present(series),
         x_label="iteration t (0 = base model)",
         y_label="accuracy",
@@ -80,7 +82,7 @@ def questions_chart(results: dict) -> str:
         series.append({"label": label, "x": ts, "y": mean, "err": std, "color": color})
     return svg.line_chart(
         "world-questions",
-        "Questions of Q_t, pseudo-labelled by S_t−1, measured by the oracle",
+        "Questions of Q_t: difficulty under S_t−1 and under the fixed S_0, pseudo-label precision",
         _present(series),
         x_label="iteration t",
         y_label="0 … 1",
@@ -98,6 +100,7 @@ def world_section(results: dict) -> str:
     return env.from_string(SECTION).render(
         setup=setup_line(results),
         blind=blind_baseline(results),
+        findings=findings(results),
         timing=time_line(results),
         charts=[markup(accuracy_chart(results)), markup(questions_chart(results))],
         tables=results_tables(results),

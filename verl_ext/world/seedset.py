@@ -13,13 +13,20 @@ from .grammar import applicable, instantiate
 from .scenes import make_scene, render
 
 ITEMS_PER_SEED_IMAGE = 4  # labeled questions per seed-set image
+# The perception variant's templates: numerical questions whose answer is in the image (counts, chart values and the
+# arithmetic on them); no yes/no, relation or option-letter question, whose answers a prior can guess.
+PERCEPTION_TEMPLATES = (
+    "count_all", "count_color", "count_shape", "count_color_shape", "count_size", "add_count",
+    "bar_count", "bar_value", "bar_sum", "bar_range",
+)  # fmt: skip
 # Modules whose source is part of the warm-up cache key (verl_ext.local.warmup): a change to the world rebuilds it.
 WARMUP_DEPENDS = ("verl_ext.world.scenes", "verl_ext.world.grammar")
 
 
-def image_items(scene: dict, rng: random.Random, k: int) -> list[dict]:
-    """Up to `k` items of distinct templates on `scene`, templates drawn uniformly among those that apply."""
-    templates = applicable(scene)
+def image_items(scene: dict, rng: random.Random, k: int, only: tuple[str, ...] | None = None) -> list[dict]:
+    """Up to `k` items of distinct templates on `scene`, templates drawn uniformly among those that apply (and are in
+    `only`, when given)."""
+    templates = [t for t in applicable(scene) if only is None or t.id in only]
     rng.shuffle(templates)
     items = []
     for template in templates:
@@ -37,4 +44,13 @@ def seed_items(num_images: int, seed: int, rng: random.Random) -> list[tuple]:
     for i in range(num_images):
         scene = make_scene("seed", seed, i)
         out.append((render(scene), image_items(scene, rng, ITEMS_PER_SEED_IMAGE)))
+    return out
+
+
+def perception_items(num_images: int, seed: int, rng: random.Random) -> list[tuple]:
+    """The perception variant's labeled seed set: as `seed_items`, with the `PERCEPTION_TEMPLATES` only."""
+    out = []
+    for i in range(num_images):
+        scene = make_scene("seed", seed, i)
+        out.append((render(scene), image_items(scene, rng, ITEMS_PER_SEED_IMAGE, PERCEPTION_TEMPLATES)))
     return out
