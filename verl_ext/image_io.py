@@ -33,6 +33,10 @@ class ImageError(ValueError):
     def __init__(self, reason: str, detail: str = ""):
         super().__init__(f"{reason}: {detail}" if detail else reason)
         self.reason = reason
+        self.detail = detail
+
+    def __reduce__(self):  # keeps `reason` across processes (Ray actors, process pools)
+        return type(self), (self.reason, self.detail)
 
 
 def _image_bytes(value: Any) -> bytes | Image.Image | str:

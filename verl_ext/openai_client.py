@@ -35,6 +35,14 @@ class TransientError(Exception):
         self.connect = connect
         self.retry_after = retry_after
 
+    def __reduce__(self):  # the keyword fields survive a trip across processes
+        kwargs = {"timeout": self.timeout, "connect": self.connect, "retry_after": self.retry_after}
+        return _rebuild_transient, (str(self), kwargs)
+
+
+def _rebuild_transient(message: str, kwargs: dict) -> TransientError:
+    return TransientError(message, **kwargs)
+
 
 class PermanentError(Exception):
     """A failure another try cannot fix (HTTP 4xx other than the transient ones, a misconfiguration)."""

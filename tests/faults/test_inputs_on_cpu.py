@@ -231,3 +231,19 @@ def test_no_module_but_image_io_opens_images():
             if isinstance(node, ast.Attribute) and node.attr == "open" and getattr(node.value, "id", None) == "Image":
                 offenders.append(f"{path.relative_to(package)}:{node.lineno}")
     assert offenders == []
+
+
+def test_errors_keep_their_fields_across_processes():
+    """Errors raised in a worker (Ray actors, the world's process pool) reach the driver whole, not as a bare
+    BrokenProcessPool or with their fields reset."""
+    import pickle
+
+    from verl_ext.evolve.integrity import CorruptOutputError
+    from verl_ext.openai_client import TransientError
+
+    corrupt = pickle.loads(pickle.dumps(CorruptOutputError("2:reasoner", "iter_2/reasoner: size changed")))
+    assert (corrupt.stage, str(corrupt)) == ("2:reasoner", "iter_2/reasoner: size changed")
+    image = pickle.loads(pickle.dumps(ImageError("too_large", "9000x9000 pixels")))
+    assert (image.reason, image.detail, str(image)) == ("too_large", "9000x9000 pixels", "too_large: 9000x9000 pixels")
+    transient = pickle.loads(pickle.dumps(TransientError("503", timeout=True, retry_after=2.5)))
+    assert (str(transient), transient.timeout, transient.connect, transient.retry_after) == ("503", True, False, 2.5)

@@ -60,3 +60,21 @@ def test_a_failed_build_publishes_nothing(tmp_path):
         (tmp / "half").write_text("x")
         raise RuntimeError("killed")
     assert not final.exists() and not list(tmp_path.iterdir())
+
+
+def test_a_carried_over_model_leaves_the_stage_marker_of_its_source_behind(tmp_path):
+    """S_t = S_{t-1} (an empty band) copies S_{t-1}'s merged output; its `.stage.json` describes that output, and a
+    copy of it inside S_t's stage made every later resume report the stage as corrupt."""
+    from verl_ext.evolve.manifest import STAGE_MARKER
+    from verl_ext.local.models import copy_tree
+
+    src = tmp_path / "iter_1/reasoner_model"
+    (src / "sub").mkdir(parents=True)
+    (src / "config.json").write_text("{}")
+    (src / "sub/weights.bin").write_bytes(b"w" * 10)
+    (src / STAGE_MARKER).write_text('{"files": {}}')
+    dst = copy_tree(src, tmp_path / "iter_2/final", ignore=(STAGE_MARKER,))
+    assert sorted(p.relative_to(dst).as_posix() for p in dst.rglob("*")) == ["config.json", "sub", "sub/weights.bin"]
+    assert (dst / "sub/weights.bin").read_bytes() == b"w" * 10
+    everything = copy_tree(src, tmp_path / "plain")
+    assert (everything / STAGE_MARKER).is_file()  # without `ignore`, a copy is whole

@@ -22,6 +22,9 @@ class CorruptOutputError(RuntimeError):
         super().__init__(message)
         self.stage = stage
 
+    def __reduce__(self):  # picklable with both arguments: it crosses process pools (the world's parallel seeds)
+        return type(self), (self.stage, str(self))
+
 
 def sha256_file(path: Path) -> str:
     digest = hashlib.sha256()

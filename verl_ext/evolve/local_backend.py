@@ -15,6 +15,7 @@ from pathlib import Path
 
 from . import commands
 from .backend import StageContext, resolve_model
+from .manifest import STAGE_MARKER
 
 FINAL_DIR = "final"  # = verl_ext.local.grpo.FINAL_DIR (not imported: describe() must not import torch)
 INFER_BATCH_SIZE = 16  # requests per HF generate call
@@ -138,7 +139,7 @@ class LocalBackend:
         if not keep:
             # An empty band: S_t = S_{t-1}, recorded as such (the run goes on; the stats show the empty filter).
             ctx.log("[reasoner] no kept questions: the reasoner is carried over unchanged")
-            copy_tree(init, ctx.out("checkpoint") / FINAL_DIR)
+            copy_tree(init, ctx.out("checkpoint") / FINAL_DIR, ignore=(STAGE_MARKER,))
             return {"steps": 0, "rows": 0, "skipped": "no training data"}
         prompts = [
             render_reasoner_prompt(data["question"][i], recipe.prompts.reasoner, data["question_type"][i])
@@ -175,7 +176,7 @@ class LocalBackend:
         src = Path(ctx.input("checkpoint")) / FINAL_DIR
         if not (src / "config.json").is_file():
             raise FileNotFoundError(f"{src}: no final model in the checkpoint dir (did the training stage finish?)")
-        copy_tree(src, ctx.out("model"))
+        copy_tree(src, ctx.out("model"), ignore=(STAGE_MARKER,))
         return {"source": str(src)}
 
     # -- sampling ----------------------------------------------------------------------------------

@@ -115,11 +115,15 @@ def _clone_or_copy(src: Path, dst: Path) -> None:
         shutil.copy2(src, dst)
 
 
-def copy_tree(src: str | os.PathLike, dst: str | os.PathLike) -> Path:
+def copy_tree(src: str | os.PathLike, dst: str | os.PathLike, ignore: tuple[str, ...] = ()) -> Path:
     """Copy `src` into `dst` (a copy-on-write clone where the file system offers one); existing files in `dst` are
-    replaced. Never hard links: a run's files must not change when a shared cache entry is damaged or rebuilt."""
+    replaced; top-level names in `ignore` are left out (e.g. the loop's stage marker of a finished stage's output,
+    which describes that output, not the copy). Never hard links: a run's files must not change when a shared cache
+    entry is damaged or rebuilt."""
     src, dst = Path(src), Path(dst)
     for path in sorted(src.rglob("*")):
+        if path.relative_to(src).parts[0] in ignore:
+            continue
         target = dst / path.relative_to(src)
         if path.is_dir():
             target.mkdir(parents=True, exist_ok=True)
