@@ -144,14 +144,19 @@ def _to_rgb(image: Image.Image) -> Image.Image:
     return image.convert("RGB")
 
 
+def _fit_scale(width: int, height: int, min_pixels: int, max_pixels: int) -> float:
+    """The side scale that fits width x height pixels into [min_pixels, max_pixels] (a bound of 0 is no bound)."""
+    pixels = width * height
+    if max_pixels and pixels > max_pixels:
+        return math.sqrt(max_pixels / pixels)
+    if min_pixels and pixels < min_pixels:
+        return math.sqrt(min_pixels / pixels)
+    return 1.0
+
+
 def image_tokens(width: int, height: int, min_pixels: int, max_pixels: int) -> int:
     """Visual tokens of an image once fitted into [min_pixels, max_pixels] (Qwen2.5-VL's smart_resize rounding)."""
-    pixels = width * height
-    scale = 1.0
-    if max_pixels and pixels > max_pixels:
-        scale = math.sqrt(max_pixels / pixels)
-    elif min_pixels and pixels < min_pixels:
-        scale = math.sqrt(min_pixels / pixels)
+    scale = _fit_scale(width, height, min_pixels, max_pixels)
     side = math.sqrt(IMAGE_PIXELS_PER_TOKEN)
     return max(1, round(height * scale / side)) * max(1, round(width * scale / side))
 
@@ -171,12 +176,7 @@ def prompt_tokens(
 
 def _fit_pixels(image: Image.Image, min_pixels: int, max_pixels: int) -> Image.Image:
     width, height = image.size
-    pixels = width * height
-    scale = 1.0
-    if max_pixels and pixels > max_pixels:
-        scale = math.sqrt(max_pixels / pixels)
-    elif min_pixels and pixels < min_pixels:
-        scale = math.sqrt(min_pixels / pixels)
+    scale = _fit_scale(width, height, min_pixels, max_pixels)
     if scale == 1.0:
         return image
     new_size = (max(1, int(width * scale)), max(1, int(height * scale)))
