@@ -81,18 +81,21 @@ def _hf_image(image) -> dict:
 # --------------------------------------------------------------------------------------------------
 
 
-def benchmark_rows(name: str, n: int = DEFAULT_ITEMS, seed: int = 0) -> list[dict]:
-    """`n` rows of benchmark `name` with its real columns; image cells are HF `Image` structs (bytes + path)."""
-    if name not in BENCHMARK_NAMES:
-        raise ValueError(f"unknown benchmark {name!r} (known: {', '.join(BENCHMARK_NAMES)})")
+def _facts(n: int, seed: int):
+    """(i, image, scene, question, value, options, gold letter, all images): the n items both layouts are built on."""
     images = make_images(n + 1, seed=seed)
-    rows = []
     for i in range(n):
         image, scene = images[i]
         q, value, distractors = _fact(scene)
         opts, gold = _options(value, distractors, i)
-        rows.append(_ROW_MAKERS[name](i, image, scene, q, value, opts, gold, images))
-    return rows
+        yield i, image, scene, q, value, opts, gold, images
+
+
+def benchmark_rows(name: str, n: int = DEFAULT_ITEMS, seed: int = 0) -> list[dict]:
+    """`n` rows of benchmark `name` with its real columns; image cells are HF `Image` structs (bytes + path)."""
+    if name not in BENCHMARK_NAMES:
+        raise ValueError(f"unknown benchmark {name!r} (known: {', '.join(BENCHMARK_NAMES)})")
+    return [_ROW_MAKERS[name](*fact) for fact in _facts(n, seed)]
 
 
 def _mmvet(i, image, scene, q, value, opts, gold, images):
@@ -362,12 +365,8 @@ def visplay_rows(name: str, n: int = DEFAULT_ITEMS, seed: int = 0) -> list[dict]
     """`n` rows in the reference's copies' columns: `problem` (with an `<image>` placeholder), `answer`, `images`
     (a list of image structs) and, in the shared MLLM_test file, `file_name`."""
     _, file_name = VISPLAY_LAYOUT[name]
-    images = make_images(n + 1, seed=seed)
     rows = []
-    for i in range(n):
-        image, scene = images[i]
-        q, value, distractors = _fact(scene)
-        opts, gold = _options(value, distractors, i)
+    for i, image, _scene, q, value, opts, gold, _images in _facts(n, seed):
         if name == "hallusionbench":
             truthful = i % 2 == 0
             problem, answer = (
