@@ -96,8 +96,10 @@ def test_precision_by_confidence_and_difficulty():
 def test_gate_choice():
     scan = [{"budget": 4, "gain": 0.07}, {"budget": 1, "gain": 0.01}, {"budget": 2, "gain": 0.06}]
     assert stats.gate_choice(scan) == {"passed": True, "budget": 2, "gain": 0.06, "threshold": 0.05}
-    low = [{"budget": 1, "gain": 0.01}, {"budget": 2, "gain": None}, {"budget": 4, "gain": 0.03}]
-    assert stats.gate_choice(low) == {"passed": False, "budget": 4, "gain": 0.03, "threshold": 0.05}
+    # none passes: the smallest budget, whatever the (noisy) gains of the larger ones
+    low = [{"budget": 4, "gain": 0.03}, {"budget": 2, "gain": None}, {"budget": 1, "gain": -0.01}]
+    assert stats.gate_choice(low) == {"passed": False, "budget": 1, "gain": -0.01, "threshold": 0.05}
+    assert stats.gate_choice(low, threshold=0.03)["budget"] == 4  # the threshold itself counts as passing
     with pytest.raises(ValueError):
         stats.gate_choice([])
 

@@ -3,9 +3,10 @@
 One seed, one iteration: Q_0 writes questions on the seed's unlabeled images, S_0 pseudo-labels them and the band
 filter keeps the uncertain ones (the frozen-questioner arm's first iteration), then for each reasoner budget of the
 scan the reasoner trains from S_0 on the kept questions with the oracle's labels and is evaluated on the balanced dev
-set. The smallest budget whose endpoint gain reaches the threshold runs the main experiment; if none does, the best
-one runs it, and the write-up says the gate failed (without a positive control, VisPlay's result is not a test of the
-method). Written to `gate.json`; a re-run resumes.
+set. The smallest budget whose endpoint gain reaches the threshold runs the main experiment; if none does, the
+smallest budget runs it, and the write-up says the gate failed (without a positive control, VisPlay's result is not
+a test of the method). Written to `gate.json`; a re-run resumes (the choice is recomputed from the stored scan, so a
+changed rule applies to it).
 """
 
 from __future__ import annotations
@@ -84,7 +85,7 @@ def run_gate(cfg, root: Path, base_model: str, log: Callable[[str], None] = prin
         cached = json.loads(done.read_text())
         if cached.get("budgets") == list(cfg.gate_budgets) and cached.get("threshold") == cfg.gate_threshold:
             log(f"[world] gate: from {done}")
-            return cached
+            return {**cached, "choice": gate_choice(cached["scan"], cfg.gate_threshold)}
     started = time.monotonic()
     recipe = load_world_recipe(cfg, cfg.first_seed, base_model, budget=1)
     backend = world_backend(cfg)

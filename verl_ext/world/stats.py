@@ -157,15 +157,17 @@ GATE_GAIN = 0.05  # the oracle arm must gain this much on the endpoint (dev spli
 
 def gate_choice(scan: Sequence[dict], threshold: float = GATE_GAIN) -> dict:
     """The smallest budget whose oracle gain on the endpoint reaches `threshold` (`scan`: dicts with budget and
-    gain, any order); otherwise the budget with the largest gain, marked as not passing."""
+    gain, any order); otherwise the smallest budget, marked as not passing. Without a working positive control no
+    budget is better than another: the largest of several gains inside their noise would be a pick of noise, and
+    the smallest budget is the cheapest main run. `gain` reports the chosen budget's own gain."""
     if not scan:
         raise ValueError("an empty gate scan")
     ordered = sorted(scan, key=lambda c: c["budget"])
     for cell in ordered:
         if cell["gain"] is not None and cell["gain"] >= threshold:
             return {"passed": True, "budget": cell["budget"], "gain": cell["gain"], "threshold": threshold}
-    best = max(ordered, key=lambda c: -math.inf if c["gain"] is None else c["gain"])
-    return {"passed": False, "budget": best["budget"], "gain": best["gain"], "threshold": threshold}
+    smallest = ordered[0]
+    return {"passed": False, "budget": smallest["budget"], "gain": smallest["gain"], "threshold": threshold}
 
 
 def budget_overrides(multiple: int, steps: int, batch: int, max_batch: int = 64) -> list[str]:
