@@ -86,6 +86,18 @@ def test_every_code_path_equals_nltk(monkeypatch, settings):
         np.testing.assert_array_equal(pairwise_bleu(questions), nltk_matrix(questions))
 
 
+def test_many_distinct_lengths_number_the_length_pairs_that_occur():
+    # more than 64 distinct question lengths: the brevity penalties are computed per length pair that occurs, not
+    # over a k x k table of all of them
+    rng = random.Random(11)
+    questions = [" ".join(rng.choices(WORDS[:10], k=length)) for length in range(1, 81)]
+    rng.shuffle(questions)
+    k = len({len(q.split()) for q in questions})
+    pairs = len(questions) * (len(questions) - 1) // 2
+    assert k * k > max(1 << 12, pairs >> 6)  # the branch this test is for
+    np.testing.assert_array_equal(pairwise_bleu(questions), nltk_matrix(questions))
+
+
 def test_hypothesis_is_the_earlier_question():
     short, long = "what color is the car", "what color is the car on the left of the picture"
     forward, backward = nltk_bleu(short, long), nltk_bleu(long, short)
