@@ -170,6 +170,20 @@ def test_very_long_questions_split_the_packed_orders():
     np.testing.assert_array_equal(pairwise_bleu(questions), nltk_matrix(questions))
 
 
+def test_exact_just_above_the_float64_packing_limit():
+    # 10001 ** 4 lies between 2 ** 53 and 2 ** 54: packed in one float64 product, the matches of two near-identical
+    # 10000-token questions (about 10001 ** 3 x 9990 for the 4-grams) are no longer exact integers; with this seed
+    # the unigram count would read 10000 instead of 9998
+    rng = random.Random(1)
+    base = rng.choices(WORDS[:6], k=10_000)
+    edited = list(base)
+    for pos in rng.sample(range(len(edited)), 2):
+        edited[pos] = rng.choice(WORDS[6:])
+    questions = [" ".join(base), " ".join(edited), "the a of"]
+    assert 2**53 < (10_000 + 1) ** 4 < 2**54
+    np.testing.assert_array_equal(pairwise_bleu(questions), nltk_matrix(questions))
+
+
 def test_megabyte_question_does_not_blow_up():
     rng = random.Random(4)
     huge = " ".join(rng.choices(WORDS, k=300_000))  # more than 1 MB
