@@ -81,3 +81,46 @@ def test_each_round_trip_to_the_worker_is_counted():
         assert grader.stats["requests"] == 3 and grader.stats["grader_calls"] == 4
     finally:
         grader.close()
+
+
+_SOFT_TIMEOUT_WORKER = """
+import json, sys, time
+sys.stdout.write("ready\\n"); sys.stdout.flush()
+for line in sys.stdin:
+    for a, b in json.loads(line)["pairs"]:
+        if a == "slow":  # the worker's own alarm fired: it answers "timeout" itself, in time
+            sys.stdout.write("T\\n")
+        else:
+            time.sleep(0.2)  # a comparison that takes a while but well within the timeout
+            sys.stdout.write(("1" if a.lower() == b.lower() else "0") + "\\n")
+        sys.stdout.flush()
+"""
+
+
+class _SoftTimeoutGrader(MathGrader):
+    def _worker_command(self):
+        return [sys.executable, "-c", _SOFT_TIMEOUT_WORKER]
+
+
+def test_worker_reported_timeouts_are_counted_struck_and_then_cached():
+    grader = _SoftTimeoutGrader(kill_grace=1.0)
+    try:
+        assert grader.equivalent_keys_batch([("slow", "x+1"), ("slow", "y+1")], timeout=2.0) == [False, False]
+        assert grader.stats["timeouts"] == 2  # each reported timeout counts
+        assert grader.stats["worker_starts"] == 1  # a worker that answers is not killed
+        assert grader.equivalent_keys_batch([("slow", "x+1")], timeout=2.0) == [False]  # second strike: cached
+        calls = grader.stats["grader_calls"]
+        assert grader.equivalent_keys_batch([("slow", "x+1")], timeout=2.0) == [False]
+        assert grader.stats["grader_calls"] == calls and grader.stats["timeouts"] == 3
+    finally:
+        grader.close()
+
+
+def test_the_parent_waits_the_timeout_plus_the_grace_for_each_verdict():
+    # a timeout shorter than the kill grace: the parent must still wait for the worker's (0.2 s) answer
+    grader = _SoftTimeoutGrader(kill_grace=1.0)
+    try:
+        assert grader.equivalent_keys_batch([("x+1", "X+1"), ("x+1", "x+2")], timeout=0.5) == [True, False]
+        assert grader.stats["timeouts"] == 0
+    finally:
+        grader.close()

@@ -37,5 +37,20 @@ def test_wrappers_are_dropped_with_their_own_braces_only(text, unwrapped):
     assert _unwrap(text) == unwrapped
 
 
+@pytest.mark.parametrize(
+    "text, stripped",
+    [
+        ("5.", "5"),  # one trailing period goes
+        ("5 .", "5"),  # with the space before it
+        (".", "."),  # a lone period is the answer itself
+        ("x\\.", "x\\."),  # an escaped period is not punctuation
+        ("$5$.", "5"),  # rounds go on while something changes: the period, then the delimiters
+        ("{$5$}", "5"),
+    ],
+)
+def test_trailing_period_and_repeated_rounds(text, stripped):
+    assert _strip_outer(text) == stripped
+
+
 def test_a_wrapped_group_has_the_plain_key():
     assert canonical_key("\\text{{5}}") == canonical_key("5") == "5"
