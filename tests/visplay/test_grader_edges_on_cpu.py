@@ -90,6 +90,10 @@ for line in sys.stdin:
     for a, b in json.loads(line)["pairs"]:
         if a == "slow":  # the worker's own alarm fired: it answers "timeout" itself, in time
             sys.stdout.write("T\\n")
+        elif a == "bad":  # the comparison raised inside the worker
+            sys.stdout.write("E\\n")
+        elif a == "hang":  # stuck where no alarm reaches: the parent must kill it
+            time.sleep(60)
         else:
             time.sleep(0.2)  # a comparison that takes a while but well within the timeout
             sys.stdout.write(("1" if a.lower() == b.lower() else "0") + "\\n")
@@ -122,5 +126,18 @@ def test_the_parent_waits_the_timeout_plus_the_grace_for_each_verdict():
     try:
         assert grader.equivalent_keys_batch([("x+1", "X+1"), ("x+1", "x+2")], timeout=0.5) == [True, False]
         assert grader.stats["timeouts"] == 0
+    finally:
+        grader.close()
+
+
+def test_every_pair_sent_to_the_worker_is_one_counted_call():
+    grader = _SoftTimeoutGrader(kill_grace=0.2)
+    try:
+        pairs = [("bad", "x"), ("x+1", "X+1"), ("z+1", "z+2"), ("bad", "y"), ("hang", "z"), ("y+1", "Y+1")]
+        assert grader.equivalent_keys_batch(pairs, timeout=0.5) == [False, True, False, False, False, True]
+        assert grader.stats["errors"] == 2  # each error reply, and nothing else, is an error
+        assert grader.stats["timeouts"] == 1  # the hung pair, killed by the parent
+        assert grader.stats["grader_calls"] == 6  # replies, the hung pair and the pair after it once each
+        assert grader.stats["worker_starts"] == 2  # the hung worker was replaced
     finally:
         grader.close()
