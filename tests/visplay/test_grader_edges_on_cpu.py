@@ -94,6 +94,8 @@ for line in sys.stdin:
             sys.stdout.write("E\\n")
         elif a == "hang":  # stuck where no alarm reaches: the parent must kill it
             time.sleep(60)
+        elif a == "die":  # the worker itself dies on this pair (a crash in C code, the OOM killer)
+            sys.exit(3)
         else:
             time.sleep(0.2)  # a comparison that takes a while but well within the timeout
             sys.stdout.write(("1" if a.lower() == b.lower() else "0") + "\\n")
@@ -139,5 +141,20 @@ def test_every_pair_sent_to_the_worker_is_one_counted_call():
         assert grader.stats["timeouts"] == 1  # the hung pair, killed by the parent
         assert grader.stats["grader_calls"] == 6  # replies, the hung pair and the pair after it once each
         assert grader.stats["worker_starts"] == 2  # the hung worker was replaced
+    finally:
+        grader.close()
+
+
+def test_a_worker_that_dies_on_a_pair_costs_that_pair_only_and_twice_caches_it():
+    grader = _SoftTimeoutGrader(kill_grace=0.2)
+    try:
+        pairs = [("x+1", "X+1"), ("die", "x"), ("y+1", "Y+1")]
+        assert grader.equivalent_keys_batch(pairs, timeout=0.5) == [True, False, True]
+        assert grader.stats["errors"] == 1 and grader.stats["grader_calls"] == 3
+        assert grader.stats["worker_starts"] == 2  # replaced after the death
+        assert grader.equivalent_keys_batch([("die", "x")], timeout=0.5) == [False]  # second strike: cached
+        calls = grader.stats["grader_calls"]
+        assert grader.equivalent_keys_batch([("die", "x")], timeout=0.5) == [False]
+        assert grader.stats["grader_calls"] == calls and grader.stats["errors"] == 2
     finally:
         grader.close()

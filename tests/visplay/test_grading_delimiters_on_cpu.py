@@ -54,3 +54,16 @@ def test_trailing_period_and_repeated_rounds(text, stripped):
 
 def test_a_wrapped_group_has_the_plain_key():
     assert canonical_key("\\text{{5}}") == canonical_key("5") == "5"
+
+
+@pytest.mark.parametrize("text", ["$5", "5$", "$$5", "5 $"])
+def test_stray_dollar_signs_are_dropped(text):
+    assert canonical_key(text) == "5"
+
+
+def test_full_normalisation_up_to_the_length_limit_inclusive():
+    from verl_ext.visplay.grading import _MAX_CANONICAL_CHARS
+
+    digits = "1" * (_MAX_CANONICAL_CHARS - 2)
+    assert canonical_key(f"${digits}$") == digits  # exactly at the limit: every rule applies
+    assert canonical_key(f"${digits}1$") == f"${digits}1$"  # one past it: whitespace and case only
