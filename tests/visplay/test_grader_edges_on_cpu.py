@@ -4,6 +4,7 @@ canonical key of an unbalanced group."""
 
 from __future__ import annotations
 
+import os
 import sys
 
 import pytest
@@ -156,5 +157,58 @@ def test_a_worker_that_dies_on_a_pair_costs_that_pair_only_and_twice_caches_it()
         calls = grader.stats["grader_calls"]
         assert grader.equivalent_keys_batch([("die", "x")], timeout=0.5) == [False]
         assert grader.stats["grader_calls"] == calls and grader.stats["errors"] == 2
+    finally:
+        grader.close()
+
+
+def test_every_counter_of_a_batch_accumulates_across_batches():
+    grader = _SoftTimeoutGrader(kill_grace=0.2, max_chars=12)
+    try:
+        long_key = "x" * 13  # over max_chars: skipped, and the pairs after it are still answered
+        batch = [("5", ""), ("a+b", "a+b"), ("1", "2"), (long_key, "x+1"), ("x+1", "X+1")]
+        for run in (1, 2):
+            assert grader.equivalent_keys_batch(batch, timeout=0.5) == [False, True, False, False, True]
+            stats = grader.stats
+            assert stats["pairs"] == 5 * run
+            assert stats["skipped"] == 2 * run  # an empty key, a key over max_chars
+            assert stats["key_equal"] == run
+            assert stats["fast_verdicts"] == run  # two different integers need no worker
+        assert grader.stats["grader_calls"] == 1  # the second run's ("x+1", "X+1") came from the cache
+    finally:
+        grader.close()
+
+
+def test_max_chars_is_inclusive():
+    grader = _SoftTimeoutGrader(kill_grace=0.2, max_chars=12)
+    try:
+        at_limit, over = "y" * 11 + "+", "y" * 12 + "+"
+        assert grader.equivalent_keys_batch([(at_limit, at_limit.upper())], timeout=0.5) == [True]
+        assert grader.equivalent_keys_batch([(at_limit.upper(), at_limit)], timeout=0.5) == [True]
+        assert grader.equivalent_keys_batch([(over, over.upper()), (over.upper(), over)], timeout=0.5) == [False] * 2
+        assert grader.stats["skipped"] == 2 and grader.stats["grader_calls"] == 2
+    finally:
+        grader.close()
+
+
+def test_strikes_are_kept_per_pair():
+    grader = _SoftTimeoutGrader(kill_grace=0.2)
+    try:
+        grader.equivalent_keys_batch([("slow", "a")], timeout=0.5)
+        grader.equivalent_keys_batch([("slow", "b")], timeout=0.5)  # another pair's first strike
+        calls = grader.stats["grader_calls"]
+        grader.equivalent_keys_batch([("slow", "b")], timeout=0.5)  # so this one is tried again
+        assert grader.stats["grader_calls"] == calls + 1
+    finally:
+        grader.close()
+
+
+def test_a_grader_inherited_across_a_fork_starts_its_own_worker():
+    # where os.register_at_fork is missing, the child finds the parent's pid recorded: the worker is not its own
+    grader = _SoftTimeoutGrader(kill_grace=0.2)
+    try:
+        assert grader.equivalent_keys_batch([("x+1", "X+1")], timeout=0.5) == [True]
+        grader._owner_pid = -1
+        assert grader.equivalent_keys_batch([("x+2", "X+2")], timeout=0.5) == [True]
+        assert grader._owner_pid == os.getpid() and grader.stats["worker_starts"] == 2
     finally:
         grader.close()

@@ -67,3 +67,8 @@ def test_full_normalisation_up_to_the_length_limit_inclusive():
     digits = "1" * (_MAX_CANONICAL_CHARS - 2)
     assert canonical_key(f"${digits}$") == digits  # exactly at the limit: every rule applies
     assert canonical_key(f"${digits}1$") == f"${digits}1$"  # one past it: whitespace and case only
+
+
+def test_text_is_case_folded_between_latex_commands_which_keep_their_case():
+    assert canonical_key("A\\Pi B\\Sigma C") == "a\\Pi b\\Sigma c"
+    assert canonical_key("\\Pi X") == canonical_key("\\Pi x") != canonical_key("\\pi x")
