@@ -212,3 +212,30 @@ def test_a_grader_inherited_across_a_fork_starts_its_own_worker():
         assert grader._owner_pid == os.getpid() and grader.stats["worker_starts"] == 2
     finally:
         grader.close()
+
+
+def test_after_the_retry_pause_one_start_is_tried_then_it_pauses_again():
+    grader = Broken(startup_timeout=30)
+    for _ in range(3):  # three failed starts in a row
+        grader.start()
+    assert grader.stats["worker_starts"] == 3
+    assert grader.start() is False and grader.stats["worker_starts"] == 3  # paused: not even tried
+    grader._retry_after = 0.0  # the pause is over
+    assert grader.start() is False and grader.stats["worker_starts"] == 4  # one more try...
+    assert grader.start() is False and grader.stats["worker_starts"] == 4  # ...then paused again
+
+
+def test_the_worker_does_not_inherit_the_parents_other_descriptors():
+    import select
+
+    read_end, write_end = os.pipe()
+    os.set_inheritable(write_end, True)  # even an inheritable descriptor stays in the parent
+    grader = _SoftTimeoutGrader(kill_grace=0.2)
+    try:
+        assert grader.start()
+        os.close(write_end)
+        ready, _, _ = select.select([read_end], [], [], 5.0)
+        assert ready and os.read(read_end, 1) == b""  # end of file: no other process holds the write end
+    finally:
+        grader.close()
+        os.close(read_end)
