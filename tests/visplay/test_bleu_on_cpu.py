@@ -86,6 +86,18 @@ def test_every_code_path_equals_nltk(monkeypatch, settings):
         np.testing.assert_array_equal(pairwise_bleu(questions), nltk_matrix(questions))
 
 
+def test_many_distinct_lengths_number_the_length_pairs_that_occur():
+    # more than 64 distinct question lengths: the brevity penalties are computed per length pair that occurs, not
+    # over a k x k table of all of them
+    rng = random.Random(11)
+    questions = [" ".join(rng.choices(WORDS[:10], k=length)) for length in range(1, 81)]
+    rng.shuffle(questions)
+    k = len({len(q.split()) for q in questions})
+    pairs = len(questions) * (len(questions) - 1) // 2
+    assert k * k > max(1 << 12, pairs >> 6)  # the branch this test is for
+    np.testing.assert_array_equal(pairwise_bleu(questions), nltk_matrix(questions))
+
+
 def test_hypothesis_is_the_earlier_question():
     short, long = "what color is the car", "what color is the car on the left of the picture"
     forward, backward = nltk_bleu(short, long), nltk_bleu(long, short)
@@ -155,6 +167,20 @@ def test_very_long_questions_split_the_packed_orders():
     for pos in rng.sample(range(len(edited)), 300):
         edited[pos] = rng.choice(WORDS)
     questions = [" ".join(base), " ".join(edited), " ".join(base[:7000]), "the a of"]
+    np.testing.assert_array_equal(pairwise_bleu(questions), nltk_matrix(questions))
+
+
+def test_exact_just_above_the_float64_packing_limit():
+    # 10001 ** 4 lies between 2 ** 53 and 2 ** 54: packed in one float64 product, the matches of two near-identical
+    # 10000-token questions (about 10001 ** 3 x 9990 for the 4-grams) are no longer exact integers; with this seed
+    # the unigram count would read 10000 instead of 9998
+    rng = random.Random(1)
+    base = rng.choices(WORDS[:6], k=10_000)
+    edited = list(base)
+    for pos in rng.sample(range(len(edited)), 2):
+        edited[pos] = rng.choice(WORDS[6:])
+    questions = [" ".join(base), " ".join(edited), "the a of"]
+    assert 2**53 < (10_000 + 1) ** 4 < 2**54
     np.testing.assert_array_equal(pairwise_bleu(questions), nltk_matrix(questions))
 
 

@@ -203,3 +203,26 @@ def test_reset_grader_resets_the_process_wide_one(monkeypatch):
     monkeypatch.setattr(grading, "_default_grader", None)
     grading.reset_grader()  # none yet: nothing to do, none created
     assert grading._default_grader is None
+
+
+class MiscountingGrader(RecordingGrader):
+    """Returns one verdict fewer (or more) than it was asked for."""
+
+    def __init__(self, extra: int):
+        super().__init__(True)
+        self.extra = extra
+
+    def equivalent_keys_batch(self, key_pairs, timeout=None):
+        if len(self.timeouts) >= 20:  # a vote that swallowed a short answer would ask the same pair forever
+            raise AssertionError("the same comparisons were asked 20 times")
+        verdicts = super().equivalent_keys_batch(key_pairs, timeout)
+        return verdicts[: len(verdicts) + self.extra] if self.extra < 0 else verdicts + [True] * self.extra
+
+
+@pytest.mark.usefixtures("no_default_grader")
+@pytest.mark.parametrize("extra", [-1, 1])
+def test_majority_vote_batch_refuses_a_grader_that_miscounts_its_verdicts(extra):
+    # two questions waiting in the same round: a verdict list one short (or long) is an error, never a silent
+    # truncation that leaves a question's comparison unanswered (or gives it another question's verdict)
+    with pytest.raises(ValueError, match="zip"):
+        majority_vote_batch([NEEDS_GRADER, ["\\boxed{a+b}", "\\boxed{b+a}"]], grader=MiscountingGrader(extra))

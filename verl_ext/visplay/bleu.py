@@ -111,8 +111,8 @@ def _scores(hyp_len: np.ndarray, *matches: np.ndarray) -> np.ndarray:
         numerator, denominator = np.divmod(keys, radix)
         # method1 turns a zero numerator into (0 + epsilon) / denominator; a non-zero precision stays a Fraction,
         # whose float is the correctly rounded int / int quotient, as is numpy's float64 division of such ints.
-        with np.errstate(divide="ignore", invalid="ignore"):
-            precision = np.where(numerator == 0, (0 + _EPSILON) / denominator, numerator / denominator)
+        # Every denominator is at least 1, so neither branch divides by zero.
+        precision = np.where(numerator == 0, (0 + _EPSILON) / denominator, numerator / denominator)
         logs = _WEIGHT * np.fromiter(map(math.log, precision.tolist()), dtype=np.float64, count=len(precision))
         terms.append(logs[ids].tolist())
     sums = map(math.fsum, zip(*terms, strict=True))
