@@ -14,7 +14,8 @@ from __future__ import annotations
 import dataclasses
 import json
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -412,13 +413,7 @@ def _run_seed_logged(cfg: ExperimentConfig, out: str, seed: int, base_model: str
 
     configure_threads(1)
     log_path = Path(out) / f"seed_{seed}" / "log.txt"
-    log_path.parent.mkdir(parents=True, exist_ok=True)
-    with open(log_path, "a") as f:
-
-        def log(msg: str) -> None:
-            f.write(msg + "\n")
-            f.flush()
-
+    with file_log(log_path) as log:
         try:
             return run_seed(cfg, Path(out), seed, base_model, log)
         except Exception as exc:  # an exception the pool cannot unpickle hides its message (BrokenProcessPool)
@@ -426,6 +421,20 @@ def _run_seed_logged(cfg: ExperimentConfig, out: str, seed: int, base_model: str
 
             log(traceback.format_exc())
             raise RuntimeError(f"seed {seed}: {type(exc).__name__}: {exc} (traceback in {log_path})") from None
+
+
+@contextmanager
+def file_log(path: Path) -> Iterator[Callable[[str], None]]:
+    """A `log(msg)` that appends each message as a line to `path` (created with its folder), flushed at once: the
+    log of one worker process of the seeds, the gate or the budget scan."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "a") as f:
+
+        def log(msg: str) -> None:
+            f.write(msg + "\n")
+            f.flush()
+
+        yield log
 
 
 def call_readable(label: str, fn, *args):

@@ -25,19 +25,12 @@ def _budget_cell(cfg, root: str, budget: int, base_model: str, kept: str) -> dic
 
     from . import arms as side
     from .analysis import bits, endpoint_mask
-    from .experiment import eval_set, eval_settings, evaluate_cached, load_world_recipe, world_backend
+    from .experiment import eval_set, eval_settings, evaluate_cached, file_log, load_world_recipe, world_backend
     from .stats import paired_bootstrap
 
     configure_threads(1)
     root_path = Path(root)
-    log_path = root_path / f"budget_{budget}" / "log.txt"
-    log_path.parent.mkdir(parents=True, exist_ok=True)
-    with open(log_path, "a") as f:
-
-        def log(msg: str) -> None:
-            f.write(msg + "\n")
-            f.flush()
-
+    with file_log(root_path / f"budget_{budget}" / "log.txt") as log:
         started = time.monotonic()
         recipe = load_world_recipe(cfg, cfg.first_seed, base_model, budget=budget)
         model, summary = side.train_on_oracle_labels(

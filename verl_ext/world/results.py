@@ -10,9 +10,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .analysis import PSEUDO_ARMS, TRAINED, compare, pooled_precision
+from .experiment import ARMS
 from .metrics import aggregate, dig, spread
 
-ARMS = ("base", "oracle", "visplay", "frozen")
 ARM_LABELS = {
     "base": "base",
     "oracle": "oracle labels",

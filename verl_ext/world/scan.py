@@ -20,16 +20,9 @@ def gpu_config(cfg):
 
 
 def _run_budget(cfg, out: str, budget: int) -> dict:
-    from .experiment import run_experiment
+    from .experiment import file_log, run_experiment
 
-    log_path = Path(out) / f"budget_{budget}" / "log.txt"
-    log_path.parent.mkdir(parents=True, exist_ok=True)
-    with open(log_path, "a") as f:
-
-        def log(msg: str) -> None:
-            f.write(msg + "\n")
-            f.flush()
-
+    with file_log(Path(out) / f"budget_{budget}" / "log.txt") as log:
         cfg = dataclasses.replace(cfg, budget=budget, gate=False)
         return run_experiment(cfg, Path(out) / f"budget_{budget}", log)
 
