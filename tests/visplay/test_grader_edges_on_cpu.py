@@ -109,109 +109,99 @@ class _SoftTimeoutGrader(MathGrader):
         return [sys.executable, "-c", _SOFT_TIMEOUT_WORKER]
 
 
-def test_worker_reported_timeouts_are_counted_struck_and_then_cached():
-    grader = _SoftTimeoutGrader(kill_grace=1.0)
-    try:
-        assert grader.equivalent_keys_batch([("slow", "x+1"), ("slow", "y+1")], timeout=2.0) == [False, False]
-        assert grader.stats["timeouts"] == 2  # each reported timeout counts
-        assert grader.stats["worker_starts"] == 1  # a worker that answers is not killed
-        assert grader.equivalent_keys_batch([("slow", "x+1")], timeout=2.0) == [False]  # second strike: cached
-        calls = grader.stats["grader_calls"]
-        assert grader.equivalent_keys_batch([("slow", "x+1")], timeout=2.0) == [False]
-        assert grader.stats["grader_calls"] == calls and grader.stats["timeouts"] == 3
-    finally:
+@pytest.fixture
+def soft_grader():
+    """Makes graders on the scripted worker above; each is closed (its worker stopped) after the test."""
+    made = []
+
+    def make(**kwargs):
+        made.append(_SoftTimeoutGrader(**kwargs))
+        return made[-1]
+
+    yield make
+    for grader in made:
         grader.close()
 
 
-def test_the_parent_waits_the_timeout_plus_the_grace_for_each_verdict():
+def test_worker_reported_timeouts_are_counted_struck_and_then_cached(soft_grader):
+    grader = soft_grader(kill_grace=1.0)
+    assert grader.equivalent_keys_batch([("slow", "x+1"), ("slow", "y+1")], timeout=2.0) == [False, False]
+    assert grader.stats["timeouts"] == 2  # each reported timeout counts
+    assert grader.stats["worker_starts"] == 1  # a worker that answers is not killed
+    assert grader.equivalent_keys_batch([("slow", "x+1")], timeout=2.0) == [False]  # second strike: cached
+    calls = grader.stats["grader_calls"]
+    assert grader.equivalent_keys_batch([("slow", "x+1")], timeout=2.0) == [False]
+    assert grader.stats["grader_calls"] == calls and grader.stats["timeouts"] == 3
+
+
+def test_the_parent_waits_the_timeout_plus_the_grace_for_each_verdict(soft_grader):
     # a timeout shorter than the kill grace: the parent must still wait for the worker's (0.2 s) answer
-    grader = _SoftTimeoutGrader(kill_grace=1.0)
-    try:
-        assert grader.equivalent_keys_batch([("x+1", "X+1"), ("x+1", "x+2")], timeout=0.5) == [True, False]
-        assert grader.stats["timeouts"] == 0
-    finally:
-        grader.close()
+    grader = soft_grader(kill_grace=1.0)
+    assert grader.equivalent_keys_batch([("x+1", "X+1"), ("x+1", "x+2")], timeout=0.5) == [True, False]
+    assert grader.stats["timeouts"] == 0
 
 
-def test_every_pair_sent_to_the_worker_is_one_counted_call():
-    grader = _SoftTimeoutGrader(kill_grace=0.2)
-    try:
-        pairs = [("bad", "x"), ("x+1", "X+1"), ("z+1", "z+2"), ("bad", "y"), ("hang", "z"), ("y+1", "Y+1")]
-        assert grader.equivalent_keys_batch(pairs, timeout=0.5) == [False, True, False, False, False, True]
-        assert grader.stats["errors"] == 2  # each error reply, and nothing else, is an error
-        assert grader.stats["timeouts"] == 1  # the hung pair, killed by the parent
-        assert grader.stats["grader_calls"] == 6  # replies, the hung pair and the pair after it once each
-        assert grader.stats["worker_starts"] == 2  # the hung worker was replaced
-    finally:
-        grader.close()
+def test_every_pair_sent_to_the_worker_is_one_counted_call(soft_grader):
+    grader = soft_grader(kill_grace=0.2)
+    pairs = [("bad", "x"), ("x+1", "X+1"), ("z+1", "z+2"), ("bad", "y"), ("hang", "z"), ("y+1", "Y+1")]
+    assert grader.equivalent_keys_batch(pairs, timeout=0.5) == [False, True, False, False, False, True]
+    assert grader.stats["errors"] == 2  # each error reply, and nothing else, is an error
+    assert grader.stats["timeouts"] == 1  # the hung pair, killed by the parent
+    assert grader.stats["grader_calls"] == 6  # replies, the hung pair and the pair after it once each
+    assert grader.stats["worker_starts"] == 2  # the hung worker was replaced
 
 
-def test_a_worker_that_dies_on_a_pair_costs_that_pair_only_and_twice_caches_it():
-    grader = _SoftTimeoutGrader(kill_grace=0.2)
-    try:
-        pairs = [("x+1", "X+1"), ("die", "x"), ("y+1", "Y+1")]
-        assert grader.equivalent_keys_batch(pairs, timeout=0.5) == [True, False, True]
-        assert grader.stats["errors"] == 1 and grader.stats["grader_calls"] == 3
-        assert grader.stats["worker_starts"] == 2  # replaced after the death
-        assert grader.equivalent_keys_batch([("die", "x")], timeout=0.5) == [False]  # second strike: cached
-        calls = grader.stats["grader_calls"]
-        assert grader.equivalent_keys_batch([("die", "x")], timeout=0.5) == [False]
-        assert grader.stats["grader_calls"] == calls and grader.stats["errors"] == 2
-    finally:
-        grader.close()
+def test_a_worker_that_dies_on_a_pair_costs_that_pair_only_and_twice_caches_it(soft_grader):
+    grader = soft_grader(kill_grace=0.2)
+    pairs = [("x+1", "X+1"), ("die", "x"), ("y+1", "Y+1")]
+    assert grader.equivalent_keys_batch(pairs, timeout=0.5) == [True, False, True]
+    assert grader.stats["errors"] == 1 and grader.stats["grader_calls"] == 3
+    assert grader.stats["worker_starts"] == 2  # replaced after the death
+    assert grader.equivalent_keys_batch([("die", "x")], timeout=0.5) == [False]  # second strike: cached
+    calls = grader.stats["grader_calls"]
+    assert grader.equivalent_keys_batch([("die", "x")], timeout=0.5) == [False]
+    assert grader.stats["grader_calls"] == calls and grader.stats["errors"] == 2
 
 
-def test_every_counter_of_a_batch_accumulates_across_batches():
-    grader = _SoftTimeoutGrader(kill_grace=0.2, max_chars=12)
-    try:
-        long_key = "x" * 13  # over max_chars: skipped, and the pairs after it are still answered
-        batch = [("5", ""), ("a+b", "a+b"), ("1", "2"), (long_key, "x+1"), ("x+1", "X+1")]
-        for run in (1, 2):
-            assert grader.equivalent_keys_batch(batch, timeout=0.5) == [False, True, False, False, True]
-            stats = grader.stats
-            assert stats["pairs"] == 5 * run
-            assert stats["skipped"] == 2 * run  # an empty key, a key over max_chars
-            assert stats["key_equal"] == run
-            assert stats["fast_verdicts"] == run  # two different integers need no worker
-        assert grader.stats["grader_calls"] == 1  # the second run's ("x+1", "X+1") came from the cache
-    finally:
-        grader.close()
+def test_every_counter_of_a_batch_accumulates_across_batches(soft_grader):
+    grader = soft_grader(kill_grace=0.2, max_chars=12)
+    long_key = "x" * 13  # over max_chars: skipped, and the pairs after it are still answered
+    batch = [("5", ""), ("a+b", "a+b"), ("1", "2"), (long_key, "x+1"), ("x+1", "X+1")]
+    for run in (1, 2):
+        assert grader.equivalent_keys_batch(batch, timeout=0.5) == [False, True, False, False, True]
+        stats = grader.stats
+        assert stats["pairs"] == 5 * run
+        assert stats["skipped"] == 2 * run  # an empty key, a key over max_chars
+        assert stats["key_equal"] == run
+        assert stats["fast_verdicts"] == run  # two different integers need no worker
+    assert grader.stats["grader_calls"] == 1  # the second run's ("x+1", "X+1") came from the cache
 
 
-def test_max_chars_is_inclusive():
-    grader = _SoftTimeoutGrader(kill_grace=0.2, max_chars=12)
-    try:
-        at_limit, over = "y" * 11 + "+", "y" * 12 + "+"
-        assert grader.equivalent_keys_batch([(at_limit, at_limit.upper())], timeout=0.5) == [True]
-        assert grader.equivalent_keys_batch([(at_limit.upper(), at_limit)], timeout=0.5) == [True]
-        assert grader.equivalent_keys_batch([(over, over.upper()), (over.upper(), over)], timeout=0.5) == [False] * 2
-        assert grader.stats["skipped"] == 2 and grader.stats["grader_calls"] == 2
-    finally:
-        grader.close()
+def test_max_chars_is_inclusive(soft_grader):
+    grader = soft_grader(kill_grace=0.2, max_chars=12)
+    at_limit, over = "y" * 11 + "+", "y" * 12 + "+"
+    assert grader.equivalent_keys_batch([(at_limit, at_limit.upper())], timeout=0.5) == [True]
+    assert grader.equivalent_keys_batch([(at_limit.upper(), at_limit)], timeout=0.5) == [True]
+    assert grader.equivalent_keys_batch([(over, over.upper()), (over.upper(), over)], timeout=0.5) == [False] * 2
+    assert grader.stats["skipped"] == 2 and grader.stats["grader_calls"] == 2
 
 
-def test_strikes_are_kept_per_pair():
-    grader = _SoftTimeoutGrader(kill_grace=0.2)
-    try:
-        grader.equivalent_keys_batch([("slow", "a")], timeout=0.5)
-        grader.equivalent_keys_batch([("slow", "b")], timeout=0.5)  # another pair's first strike
-        calls = grader.stats["grader_calls"]
-        grader.equivalent_keys_batch([("slow", "b")], timeout=0.5)  # so this one is tried again
-        assert grader.stats["grader_calls"] == calls + 1
-    finally:
-        grader.close()
+def test_strikes_are_kept_per_pair(soft_grader):
+    grader = soft_grader(kill_grace=0.2)
+    grader.equivalent_keys_batch([("slow", "a")], timeout=0.5)
+    grader.equivalent_keys_batch([("slow", "b")], timeout=0.5)  # another pair's first strike
+    calls = grader.stats["grader_calls"]
+    grader.equivalent_keys_batch([("slow", "b")], timeout=0.5)  # so this one is tried again
+    assert grader.stats["grader_calls"] == calls + 1
 
 
-def test_a_grader_inherited_across_a_fork_starts_its_own_worker():
+def test_a_grader_inherited_across_a_fork_starts_its_own_worker(soft_grader):
     # where os.register_at_fork is missing, the child finds the parent's pid recorded: the worker is not its own
-    grader = _SoftTimeoutGrader(kill_grace=0.2)
-    try:
-        assert grader.equivalent_keys_batch([("x+1", "X+1")], timeout=0.5) == [True]
-        grader._owner_pid = -1
-        assert grader.equivalent_keys_batch([("x+2", "X+2")], timeout=0.5) == [True]
-        assert grader._owner_pid == os.getpid() and grader.stats["worker_starts"] == 2
-    finally:
-        grader.close()
+    grader = soft_grader(kill_grace=0.2)
+    assert grader.equivalent_keys_batch([("x+1", "X+1")], timeout=0.5) == [True]
+    grader._owner_pid = -1
+    assert grader.equivalent_keys_batch([("x+2", "X+2")], timeout=0.5) == [True]
+    assert grader._owner_pid == os.getpid() and grader.stats["worker_starts"] == 2
 
 
 def test_after_the_retry_pause_one_start_is_tried_then_it_pauses_again():
