@@ -4,7 +4,9 @@ canonical key of an unbalanced group."""
 
 from __future__ import annotations
 
+import logging
 import os
+import select
 import sys
 
 import pytest
@@ -105,8 +107,10 @@ for line in sys.stdin:
 
 
 class _SoftTimeoutGrader(MathGrader):
+    broken = False  # set True: the worker exits before its greeting (a start that fails)
+
     def _worker_command(self):
-        return [sys.executable, "-c", _SOFT_TIMEOUT_WORKER]
+        return [sys.executable, "-c", "import sys; sys.exit(3)" if self.broken else _SOFT_TIMEOUT_WORKER]
 
 
 @pytest.fixture
@@ -216,8 +220,6 @@ def test_after_the_retry_pause_one_start_is_tried_then_it_pauses_again():
 
 
 def test_the_worker_does_not_inherit_the_parents_other_descriptors():
-    import select
-
     read_end, write_end = os.pipe()
     os.set_inheritable(write_end, True)  # even an inheritable descriptor stays in the parent
     grader = _SoftTimeoutGrader(kill_grace=0.2)
@@ -229,3 +231,51 @@ def test_the_worker_does_not_inherit_the_parents_other_descriptors():
     finally:
         grader.close()
         os.close(read_end)
+
+
+def test_a_failed_start_is_logged_with_its_count_and_cause(soft_grader, caplog):
+    grader = soft_grader(startup_timeout=30)
+    grader.broken = True
+    with caplog.at_level(logging.WARNING, logger="verl_ext.visplay.grading"):
+        assert grader.start() is False and grader.start() is False
+    assert [r.getMessage() for r in caplog.records if r.name == "verl_ext.visplay.grading"] == [
+        "visplay grader worker failed to start (1): worker exited",
+        "visplay grader worker failed to start (2): worker exited",
+    ]
+
+
+def test_a_good_start_clears_the_count_of_failed_starts(soft_grader):
+    grader = soft_grader(startup_timeout=30)
+    grader.broken = True
+    assert grader.start() is False and grader.start() is False  # two failures: one short of the pause
+    grader.broken = False
+    assert grader.start() is True
+    grader.close()
+    grader.broken = True
+    for _ in range(3):  # three more failed starts before the pause, not one
+        assert grader.start() is False
+    assert grader.stats["worker_starts"] == 6
+    assert grader.start() is False and grader.stats["worker_starts"] == 6  # now paused
+
+
+def test_waiting_for_a_verdict_sleeps_in_poll_instead_of_spinning(soft_grader, monkeypatch):
+    grader = soft_grader(kill_grace=0.2)
+    assert grader.start()
+    waits = []
+    make_poller = select.poll
+
+    class CountingPoller:
+        def __init__(self):
+            self._poller = make_poller()
+
+        def register(self, *args):
+            self._poller.register(*args)
+
+        def poll(self, timeout_ms):
+            waits.append(timeout_ms)
+            return self._poller.poll(timeout_ms)
+
+    monkeypatch.setattr(select, "poll", CountingPoller)
+    assert grader.equivalent_keys_batch([("x+1", "X+1")], timeout=2.0) == [True]  # the worker answers in 0.2 s
+    assert 1 <= len(waits) <= 3  # woken by the answer, not by a timer
+    assert 2000 < waits[0] <= 2200  # the wait is in milliseconds: timeout + grace
