@@ -47,7 +47,7 @@ help:
 	@echo "make eval [RUN=runs/tiny | MODEL=/path/to/checkpoint]  benchmarks x checkpoints table (markdown + CSV)"
 	@echo "make report [RUN=runs/tiny]  the run's static HTML report"
 	@echo "make status [RUN=runs/tiny]  the run's stage table (state, time, summary)"
-	@echo "make world [WORLD_OUT=runs/world]  the controlled-world experiment: gate, then 4 arms x 3 seeds x T=3 (docs/world.md)"
+	@echo "make world [WORLD_OUT=runs/world]  the controlled-world experiment: gate, then 4 arms x 3 seeds x T=2 (docs/world.md)"
 	@echo "make world-gpu [WORLD_OUT=runs/world]  its reasoner-budget scan 1x/8x/32x on one GPU (local backend)"
 
 # The virtual environment, made on first install (only when PYTHON is its interpreter, the default).
@@ -117,7 +117,7 @@ status:
 	$(VISPLAY) status $(DEFAULT_RUN)
 
 world:
-	$(VISPLAY) world $(strip --seeds 3 --iterations 3 --jobs 3 --out $(WORLD_OUT) $(WORLD_ARGS))
+	$(VISPLAY) world $(strip --seeds 3 --iterations 2 --jobs 3 --out $(WORLD_OUT) $(WORLD_ARGS))
 
 world-gpu:
 	$(VISPLAY) world $(strip --gpu --jobs 3 --out $(WORLD_OUT)-gpu $(WORLD_ARGS))

@@ -83,7 +83,7 @@ def test_other_targets_pass_their_variables():
     assert last_line("preflight", "MODEL=qwen2.5-vl-7b", "RUN_DIR=/d") == (
         f"{V} preflight --recipe recipes/qwen2.5-vl-7b.yaml --run-dir /d"
     )
-    assert last_line("world", "WORLD_OUT=/w") == f"{V} world --seeds 3 --iterations 3 --jobs 3 --out /w"
+    assert last_line("world", "WORLD_OUT=/w") == f"{V} world --seeds 3 --iterations 2 --jobs 3 --out /w"
     assert last_line("mutate") == f"nice -n 10 {PY} tools/mutate.py"
     assert last_line("mutate", "MUTATE_ARGS=--report-only") == f"nice -n 10 {PY} tools/mutate.py --report-only"
 

@@ -1,4 +1,4 @@
-"""`python -m verl_ext.world --seeds 3 --iterations 3 --out DIR`: the controlled-world experiment.
+"""`python -m verl_ext.world --seeds 3 --iterations 2 --out DIR`: the controlled-world experiment.
 
 Builds the base model, runs the gate on the dev split, then per seed the VisPlay loop (recipes/tiny-world.yaml, local
 backend), the oracle-label arm, VisPlay with the questioner frozen at Q0 and the evaluations on the balanced eval set;

@@ -43,16 +43,16 @@ class ExperimentConfig:
     variant: str = "perception"  # perception: numerical templates that need the image; full: all 18 templates
     seeds: int = 3
     first_seed: int = 1
-    iterations: int = 3  # T
+    iterations: int = 2  # T
     base_seed: int = 0  # seed of the seed set and the warm-up: one base model shared by every loop seed
     per_template: int = 32  # eval items per template (balanced answers; >= 30)
     eval_split: str = "eval"  # "dev" for sizing pilots: keeps the eval set unseen
     eval_samples: int = 0  # sampled answers per eval question (0: greedy and swapped only, the endpoint)
     arms: tuple[str, ...] = ARMS
     budget: int = 1  # reasoner rollouts per stage, as a multiple of the recipe's (stats.budget_overrides)
-    s0_questions: int = 128  # questions of each Q_t scored by the fixed S_0 (difficulty)
+    s0_questions: int = 64  # questions of each Q_t scored by the fixed S_0 (difficulty)
     gate: bool = True  # run the gate on the dev split first; its budget replaces `budget`
-    gate_budgets: tuple[int, ...] = (1, 2, 4)
+    gate_budgets: tuple[int, ...] = (1, 2)
     gate_threshold: float = 0.05
     jobs: int = 3  # seeds run in parallel processes
     cache_dir: str | None = None  # warmed models (default $VISPLAY_CACHE or ~/.cache/visplay)

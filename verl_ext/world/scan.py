@@ -14,7 +14,7 @@ SCAN_ARMS = ("base", "oracle", "visplay")
 
 
 def gpu_config(cfg):
-    """The GPU variant of a config: perception variant, one seed, T = 3, no gate (the scan is the gate), the
+    """The GPU variant of a config: perception variant, one seed, the config's T, no gate (the scan is the gate), the
     budgets of the scan in parallel processes on the one GPU."""
     return dataclasses.replace(cfg, variant="perception", arms=SCAN_ARMS, gate=False, seeds=1, jobs=1)
 
