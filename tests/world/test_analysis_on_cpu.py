@@ -3,7 +3,9 @@ swapped per item, gains are paired against the base, pooled precision adds count
 
 import pytest
 
-from verl_ext.world.analysis import arm_matrix, compare, endpoint_mask, pooled_precision
+from verl_ext.world.analysis import arm_matrix, compare, endpoint_mask, pooled_precision, questioner_effect
+from verl_ext.world.results import questioner_verdict, render_markdown
+from verl_ext.world.stats import paired_bootstrap
 
 TEMPLATES = ["count_all", "exists", "bar_value", "color_of", "bar_sum"]  # endpoint: 0, 2, 4
 
@@ -50,6 +52,7 @@ def test_compare_hand_computed():
     # recovery fraction is undefined; tests/world/test_stats_on_cpu.py has the defined case
     assert rec["oracle_gain"]["lo"] == 0.0 and not rec["defined"] and rec["mean"] is None
     assert "frozen" not in one["arms"] and "frozen" not in one["recovery"]
+    assert one["questioner"] == {}  # no frozen-questioner arm: nothing to compare VisPlay with
     assert claims[0]["arms"].keys() == {"base"}
 
 
@@ -73,3 +76,47 @@ def test_portable_paths_rewrites_machine_prefixes_only():
         "a": ["<out>/seed_1/x", "<cache>/w", "<repo>", "/rx/y", 3],
         "b": {"c": "/m/outside"},
     }
+
+
+def test_the_questioner_effect_is_visplay_minus_frozen_paired():
+    base = ("10000", "00000")
+    runs = [
+        record(1, base, {"visplay": ("10101", "00001"), "frozen": ("10000", "00000")}),
+        record(2, base, {"visplay": ("10100", "00000"), "frozen": ("10001", "10000")}),
+    ]
+    effect = compare(runs, reps=300)[1]["questioner"]
+    # endpoint items (0, 2, 4): VisPlay 3/3 and 2/3 right, frozen 1/3 and 2/3 -> difference (2/3 + 0) / 2
+    assert effect["endpoint_gain"]["mean"] == pytest.approx(1 / 3, abs=1e-6)
+    # margins: VisPlay 2/3 and 2/3, frozen 1/3 and 1/3 (seed 2: item 0 right with its image and swapped) -> 1/3
+    assert effect["margin_gain"]["mean"] == pytest.approx(1 / 3, abs=1e-6)
+    visplay, frozen = arm_matrix(runs, "visplay", 1), arm_matrix(runs, "frozen", 1)
+    assert effect["endpoint_gain"] == paired_bootstrap(visplay, frozen, 300, 0)  # the same paired draw
+    assert effect["endpoint_gain"] != paired_bootstrap(visplay, arm_matrix(runs, "base", 1), 300, 0)
+    assert questioner_effect(runs, 1, 300) == effect and questioner_effect(runs, 0, 300) == {}
+
+
+@pytest.mark.parametrize(
+    "lo, hi, found",
+    [(0.01, 0.09, "a difference"), (-0.09, -0.01, "a difference"), (-0.02, 0.06, "no measurable difference")],
+)
+def test_the_questioner_verdict_needs_an_interval_that_excludes_zero(lo, hi, found):
+    cell = {"mean": (lo + hi) / 2, "lo": lo, "hi": hi}
+    wide = {"mean": 0.0, "lo": -0.1, "hi": 0.1}
+    line = questioner_verdict(2, {"endpoint_gain": cell, "margin_gain": wide})
+    assert line.startswith("Training the questioner at t = 2 (VisPlay minus VisPlay, Q frozen at Q0, paired)")
+    assert line.endswith(f": {found}.")
+    assert questioner_verdict(2, {"endpoint_gain": wide, "margin_gain": cell}).endswith(f": {found}.")
+
+
+def test_results_show_the_questioner_effect_only_when_it_was_measured():
+    base = ("10000", "00000")
+    runs = [record(1, base, {"oracle": base, "visplay": ("10101", "00000"), "frozen": ("10000", "00000")})]
+    results = {"config": {}, "per_seed": runs, "summary": [], "claims": compare(runs, reps=100)}
+    markdown = render_markdown(results)
+    assert "## Training the questioner: VisPlay minus VisPlay with Q frozen at Q0" in markdown
+    assert "- Training the questioner at t = 1 (VisPlay minus VisPlay, Q frozen at Q0, paired): endpoint +0.667" in (
+        markdown
+    )
+    for claim in results["claims"]:
+        claim.pop("questioner")  # a results.json written before the comparison existed
+    assert "Training the questioner" not in render_markdown(results)

@@ -189,8 +189,8 @@ def test_charts_show_each_arm_with_its_spread(world_results):
 def test_markdown_and_html_show_the_same_tables(world_results):
     html_tables = list(Page(world_section(world_results)).world_tables().values())
     assert html_tables == markdown_tables(render_markdown(world_results))
-    # endpoint, recovery, accuracy, swapped, loop, precision x 2 arms, by family
-    assert len(html_tables) == 8
+    # endpoint, recovery, the questioner (VisPlay - frozen), accuracy, swapped, loop, precision x 2 arms, by family
+    assert len(html_tables) == 9
 
 
 def test_missing_values_render_as_a_dash(world_results):

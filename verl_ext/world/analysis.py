@@ -53,7 +53,8 @@ def arm_matrix(per_seed: list[dict], arm: str, t: int, kind: str = "endpoint") -
 
 def compare(per_seed: list[dict], reps: int = REPS, seed: int = 0) -> list[dict]:
     """Per iteration t >= 1: each arm's endpoint and margin (value with interval), its gain over the base on both
-    (paired bootstrap), and the recovery fractions of VisPlay and the frozen-questioner arm against the oracle."""
+    (paired bootstrap), the recovery fractions of VisPlay and the frozen-questioner arm against the oracle, and what
+    training the questioner adds (`questioner`: VisPlay minus the frozen-questioner arm, paired)."""
     ts = sorted({r["t"] for run in per_seed for r in run["iterations"]})
     out = []
     for t in ts:
@@ -79,7 +80,19 @@ def compare(per_seed: list[dict], reps: int = REPS, seed: int = 0) -> list[dict]
             m = arm_matrix(per_seed, arm, t)
             if m is not None and oracle is not None:
                 rec["recovery"][arm] = recovery_fraction(m, oracle, base["endpoint"], reps, seed)
+        rec["questioner"] = questioner_effect(per_seed, t, reps, seed)
         out.append(rec)
+    return out
+
+
+def questioner_effect(per_seed: list[dict], t: int, reps: int = REPS, seed: int = 0) -> dict:
+    """The questioner's own test: VisPlay minus VisPlay with the questioner frozen at Q_0 on the endpoint and the
+    margin, paired over the same seeds and items (the two arms differ only in Q_t's training); {} without both."""
+    out = {}
+    for kind in ("endpoint", "margin"):
+        trained, frozen = arm_matrix(per_seed, "visplay", t, kind), arm_matrix(per_seed, "frozen", t, kind)
+        if trained is not None and frozen is not None:
+            out[f"{kind}_gain"] = paired_bootstrap(trained, frozen, reps, seed)
     return out
 
 

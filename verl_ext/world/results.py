@@ -282,6 +282,24 @@ def results_tables(results: dict) -> list[Table]:
             "control).",
         )
     )
+    if any((c.get("questioner") or {}).get("endpoint_gain") for c in claims):
+        tables.append(
+            Table(
+                "questioner",
+                "Training the questioner: VisPlay minus VisPlay with Q frozen at Q0",
+                ["t", "endpoint difference", "margin difference"],
+                [
+                    [
+                        str(c["t"]),
+                        *(fmt_interval(c["questioner"].get(k), signed=True) for k in ("endpoint_gain", "margin_gain")),
+                    ]
+                    for c in claims
+                    if c["t"] > 0 and (c.get("questioner") or {}).get("endpoint_gain")
+                ],
+                note="The two arms differ only in whether Q_t is trained; paired item x seed bootstrap, 95 % "
+                "interval.",
+            )
+        )
     tables += [
         Table(
             "accuracy",
@@ -384,8 +402,27 @@ def findings(results: dict) -> list[str]:
         rec = (final.get("recovery") or {}).get(arm)
         if rec:
             out.append(f"Recovery fraction of {ARM_LABELS[arm]} at t = {final['t']}: {_recovery_cell(rec)}.")
+    questioner = final.get("questioner") or {}
+    if questioner.get("endpoint_gain"):
+        out.append(questioner_verdict(final["t"], questioner))
     out.append(perception_verdict(final))
     return out
+
+
+def _excludes_zero(cell: dict | None) -> bool:
+    lo, hi = _finite((cell or {}).get("lo")), _finite((cell or {}).get("hi"))
+    return lo is not None and hi is not None and (lo > 0 or hi < 0)
+
+
+def questioner_verdict(t: int, questioner: dict) -> str:
+    """What training the questioner adds at t: VisPlay minus the frozen-Q_0 arm, a difference only when an interval
+    excludes zero."""
+    gain, margin = questioner.get("endpoint_gain"), questioner.get("margin_gain")
+    found = "a difference" if _excludes_zero(gain) or _excludes_zero(margin) else "no measurable difference"
+    return (
+        f"Training the questioner at t = {t} (VisPlay minus VisPlay, Q frozen at Q0, paired): endpoint "
+        f"{fmt_interval(gain, signed=True)}, margin {fmt_interval(margin, signed=True)}: {found}."
+    )
 
 
 def perception_verdict(claim: dict) -> str:
