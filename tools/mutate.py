@@ -13,7 +13,7 @@ the second rate leaves them out. `--list-survivors` prints every surviving mutan
 A full run of verl_ext/visplay (about 2000 mutants) takes hours on a shared 2-core machine (the grader protocol's
 mutants wait on its timeouts). `--incremental` keeps the last run's results in --workdir: changed functions are
 mutated and tested again, and every survivor is re-tested against the current tests (the loop when killing
-survivors with new tests).
+survivors with new tests); `--incremental --mutants NAME...` re-tests only the mutants named.
 """
 
 from __future__ import annotations
@@ -168,14 +168,20 @@ def main(argv=None) -> int:
     parser.add_argument(
         "--incremental", action="store_true", help="keep the last run's results: re-test changed code and survivors"
     )
+    parser.add_argument(
+        "--mutants", nargs="+", default=None, metavar="NAME",
+        help="with --incremental: re-test only these mutants (e.g. the survivors a new test should kill)",
+    )  # fmt: skip
     parser.add_argument("--list-survivors", action="store_true", help="show each surviving mutant's diff")
     parser.add_argument("--min-rate", type=float, default=0.0, help="exit 1 below this kill rate (e.g. 0.97)")
     args = parser.parse_args(argv)
     workdir = Path(args.workdir).resolve()
+    if args.mutants and not args.incremental:
+        parser.error("--mutants re-tests mutants of an earlier run: it needs --incremental")
     if not args.report_only:
         prepare(workdir, args.paths, args.tests, incremental=args.incremental)
-        code = mutmut_run(workdir, args.jobs)
-        if code == 0 and args.incremental:  # the survivors again, against the tests as they are now
+        code = mutmut_run(workdir, args.jobs, args.mutants or ())
+        if code == 0 and args.incremental and not args.mutants:  # survivors again, against the tests as they are
             alive = [n for statuses in results(workdir).values() for n, st in statuses.items() if st in ALIVE]
             code = mutmut_run(workdir, args.jobs, alive) if alive else 0
         if code != 0:
