@@ -99,6 +99,8 @@ for line in sys.stdin:
             time.sleep(60)
         elif a == "die":  # the worker itself dies on this pair (a crash in C code, the OOM killer)
             sys.exit(3)
+        elif a == "split":  # a verdict that reaches the parent in two reads
+            sys.stdout.write("1"); sys.stdout.flush(); time.sleep(0.3); sys.stdout.write("\\n")
         else:
             time.sleep(0.2)  # a comparison that takes a while but well within the timeout
             sys.stdout.write(("1" if a.lower() == b.lower() else "0") + "\\n")
@@ -279,3 +281,9 @@ def test_waiting_for_a_verdict_sleeps_in_poll_instead_of_spinning(soft_grader, m
     assert grader.equivalent_keys_batch([("x+1", "X+1")], timeout=2.0) == [True]  # the worker answers in 0.2 s
     assert 1 <= len(waits) <= 3  # woken by the answer, not by a timer
     assert 2000 < waits[0] <= 2200  # the wait is in milliseconds: timeout + grace
+
+
+def test_a_verdict_that_arrives_in_two_reads_is_put_together(soft_grader):
+    grader = soft_grader(kill_grace=1.0)
+    assert grader.equivalent_keys_batch([("split", "x"), ("y+1", "Y+1")], timeout=2.0) == [True, True]
+    assert grader.stats["errors"] == 0 and grader.stats["timeouts"] == 0
