@@ -239,8 +239,9 @@ def gate_table(results: dict) -> Table | None:
 
 
 def results_tables(results: dict) -> list[Table]:
-    """Every results table, formatted: the gate, the endpoint per arm with intervals, the recovery fraction, accuracy
-    on every template (real and swapped images), the questions and pseudo-labels, accuracy per family."""
+    """Every results table, formatted: the gate, the endpoint per arm with intervals, the recovery fraction, the
+    questioner's effect (VisPlay minus frozen Q0), accuracy on every template (real and swapped images), the questions
+    and pseudo-labels, accuracy per family."""
     s = results.get("summary") or []
     claims = results.get("claims") or []
     arms = [arm for arm in ARMS if any(arm in (c.get("arms") or {}) for c in claims)] or list(ARMS)
