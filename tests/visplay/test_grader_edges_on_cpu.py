@@ -14,11 +14,6 @@ import pytest
 from verl_ext.visplay.grading import MathGrader, canonical_key
 
 
-class Broken(MathGrader):
-    def _worker_command(self):
-        return [sys.executable, "-c", "import sys; sys.exit(3)"]
-
-
 def test_fresh_grader_counts_each_kind_of_verdict():
     grader = MathGrader(max_chars=10)
     assert grader.equivalent_batch([("1", "2"), ("7", "7.0"), (None, "1"), ("x" * 11 + "+1", "1+x")]) == [
@@ -113,6 +108,10 @@ class _SoftTimeoutGrader(MathGrader):
 
     def _worker_command(self):
         return [sys.executable, "-c", "import sys; sys.exit(3)" if self.broken else _SOFT_TIMEOUT_WORKER]
+
+
+class Broken(_SoftTimeoutGrader):
+    broken = True  # every start fails
 
 
 @pytest.fixture
